@@ -1,0 +1,89 @@
+"""Tokenize pairs once and cache the result, so a second run does not tokenize again.
+
+Context = the preceding utterances joined with the tokenizer's [SEP], truncated from the left
+to `max_context_tokens` (the most recent tokens are kept); response = its WordPiece ids,
+truncated to `max_response_tokens`. No [CLS]/[SEP] framing here: each model adds its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, Features, Sequence, Value
+from transformers import PreTrainedTokenizerBase
+
+from coral_cli.config.schema import DataConfig
+from coral_cli.tokenizer import tokenizer_fingerprint
+
+CACHE_ENV = "CORAL_CACHE_DIR"
+ENCODE_VERSION = "1"  # bump when the encoding below changes, to invalidate old caches
+
+ENCODED_FEATURES = {
+    "context_ids": Sequence(Value("int32")),
+    "response_ids": Sequence(Value("int32")),
+    "context_tokens_total": Value("int32"),
+    "response_tokens_total": Value("int32"),
+}
+
+
+def cache_dir(cfg: DataConfig) -> Path:
+    """`data.cache_dir`, else $CORAL_CACHE_DIR, else ~/.cache/coral."""
+    root = cfg.cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "coral"
+    return Path(root).expanduser()
+
+
+def join_context(utterance_ids: list[list[int]], sep_id: int, budget: int) -> list[int]:
+    """u1 [SEP] u2 [SEP] ... un, keeping only the last `budget` tokens (left truncation)."""
+    ids: list[int] = []
+    for i, utt in enumerate(utterance_ids):
+        if i:
+            ids.append(sep_id)
+        ids.extend(utt)
+    return ids[-budget:] if len(ids) > budget else ids
+
+
+def encode_batch(batch: dict[str, list[Any]], tok: PreTrainedTokenizerBase, cfg: DataConfig) -> dict[str, list[Any]]:
+    """Batched map function: each distinct utterance of the batch is tokenized once."""
+    texts = list(dict.fromkeys([u for ctx in batch["context"] for u in ctx] + batch["response"]))
+    ids = dict(zip(texts, tok(texts, add_special_tokens=False)["input_ids"]))
+    contexts = [[ids[u] for u in ctx] for ctx in batch["context"]]
+    responses = [ids[r] for r in batch["response"]]
+    return {
+        "context_ids": [join_context(c, tok.sep_token_id, cfg.max_context_tokens) for c in contexts],
+        "response_ids": [r[: cfg.max_response_tokens] for r in responses],
+        "context_tokens_total": [sum(map(len, c)) + max(len(c) - 1, 0) for c in contexts],
+        "response_tokens_total": [len(r) for r in responses],
+    }
+
+
+def encode_pairs(pairs: Dataset, tok: PreTrainedTokenizerBase, cfg: DataConfig) -> Dataset:
+    """Add token-id columns to `pairs` through a `map` cached on disk.
+
+    The cache file is addressed by the pairs' content, the tokenizer and the budgets, so a
+    change to any of them re-tokenizes and nothing else does.
+    """
+    folder = cache_dir(cfg) / "encoded"
+    folder.mkdir(parents=True, exist_ok=True)
+    features = Features({**pairs.features, **ENCODED_FEATURES})
+    return pairs.map(
+        encode_batch,
+        batched=True,
+        batch_size=1000,
+        fn_kwargs={"tok": tok, "cfg": cfg},
+        features=features,
+        cache_file_name=str(folder / f"{_cache_key(pairs, tok, cfg)}.arrow"),
+        load_from_cache_file=True,
+        desc="tokenizing",
+    )
+
+
+def _cache_key(pairs: Dataset, tok: PreTrainedTokenizerBase, cfg: DataConfig) -> str:
+    h = hashlib.sha1(f"{ENCODE_VERSION}|{tokenizer_fingerprint(tok)}|{cfg.max_context_tokens}|"
+                     f"{cfg.max_response_tokens}".encode())
+    for context, response in zip(pairs["context"], pairs["response"]):
+        h.update("\x1f".join(context).encode())
+        h.update(b"\x1e" + response.encode() + b"\x1d")
+    return h.hexdigest()[:24]

