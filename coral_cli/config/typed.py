@@ -45,6 +45,8 @@ def build(cls: type, data: dict[str, Any], errors: list[str], path: str = "") ->
 
 def _coerce(tp: Any, value: Any, where: str, errors: list[str]) -> Any:
     origin = get_origin(tp)
+    if tp is Any:
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             errors.append(f"'{where}' must be a table of keys, got {value!r}")

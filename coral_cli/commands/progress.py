@@ -1,0 +1,47 @@
+"""A Rich view of trainer events: a progress bar with loss, tokens/s and ETA, one line per eval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from coral_cli.commands.console import err
+
+
+class TrainingView:
+    """Subscribe with `Trainer(listeners=[view])`; use as a context manager around `fit`."""
+
+    def __init__(self, title: str, keys: tuple[str, ...] = ("loss",)) -> None:
+        self.keys = keys
+        self.progress = Progress(
+            TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+        )
+        self.task_id: Any = None
+
+    def __enter__(self) -> TrainingView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        from coral_cli.training.events import EvalEnd, Saved, StepEnd, TrainEnd, TrainStart
+
+        if isinstance(event, TrainStart):
+            self.task_id = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, stats="")
+        elif isinstance(event, StepEnd):
+            parts = [f"{k} {event.stats[k]:.4g}" for k in self.keys if k in event.stats]
+            parts.append(f"{event.stats.get('tokens_per_s', 0):,.0f} tok/s")
+            self.progress.update(self.task_id, completed=event.step, stats=" · ".join(parts))
+        elif isinstance(event, EvalEnd):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if isinstance(v, float))
+            mark = "[green]best[/]" if event.improved else "[dim]no gain[/]"
+            self.progress.console.print(f"eval @ step {event.step} (epoch {event.epoch}): {shown} {mark}")
+        elif isinstance(event, Saved):
+            self.progress.update(self.task_id, completed=event.step)
+        elif isinstance(event, TrainEnd):
+            self.progress.update(self.task_id, completed=event.step)
+            self.progress.console.print(f"done: {event.reason} at step {event.step}; best {event.best} -> {event.best_path}")

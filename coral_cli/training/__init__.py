@@ -1,0 +1,1 @@
+"""The one training loop (retriever and generator alike): batching, optimisation, checkpoints."""

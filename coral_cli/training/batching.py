@@ -1,0 +1,52 @@
+"""Token-budget batches with length bucketing: little padding, seeded, reproducible per epoch.
+
+Examples are shuffled, cut into large buckets, sorted by length inside each bucket and packed
+greedily so that (longest example in the batch) x (batch size) stays within the budget; the
+batch order is shuffled again. The same (seed, epoch) always gives the same batches, which is
+what makes a resumed run continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BUCKET_BATCHES = 50  # a bucket holds about this many batches' worth of examples
+
+
+def token_budget_batches(
+    lengths: np.ndarray,
+    max_tokens: int,
+    max_batch_size: int,
+    seed: int | None,
+    epoch: int = 0,
+) -> list[np.ndarray]:
+    """Index arrays, one per batch; `seed=None` keeps data order (sorted packing, no shuffle)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    if n == 0:
+        return []
+    if seed is None:
+        order = np.argsort(-lengths, kind="stable")
+        return _pack(order, lengths, max_tokens, max_batch_size)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    mean_batch = max(1, min(max_batch_size, max_tokens // max(1, int(lengths.mean()))))
+    bucket = mean_batch * BUCKET_BATCHES
+    batches: list[np.ndarray] = []
+    for start in range(0, n, bucket):
+        chunk = order[start : start + bucket]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += _pack(chunk, lengths, max_tokens, max_batch_size)
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+def _pack(order: np.ndarray, lengths: np.ndarray, max_tokens: int, max_batch_size: int) -> list[np.ndarray]:
+    """Greedy packing of indices sorted by decreasing length."""
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(1, int(lengths[order[start]]))
+        size = max(1, min(max_batch_size, max_tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches

@@ -1,0 +1,188 @@
+"""The training loop shared by retriever and generator training.
+
+One step reads top to bottom: collate a batch -> the task's loss (an objective returning
+(loss, stats)) -> backward -> clip -> AdamW step with warmup + linear decay (paper §4.1).
+Validation drives early stopping and `best/`; `last/` is written atomically each epoch (and
+every `save_every` steps) with the optimizer, RNG and data position, so `resume=True` continues
+exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from coral_cli.atomic import atomic_directory
+from coral_cli.config.schema import TrainConfig
+from coral_cli.device import autocast_dtype
+from coral_cli.runs import RunDir
+from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
+from coral_cli.training.state import LoopState, has_state, load_state, save_state
+
+
+class Task(Protocol):
+    """The parts that differ between what is trained (retriever, generator)."""
+
+    model: torch.nn.Module
+    metric: str  # validation metric that drives early stopping and best/
+    higher_is_better: bool
+
+    def batches(self, epoch: int) -> Sequence[Any]:
+        """The epoch's batch specs (deterministic for a given epoch)."""
+
+    def collate(self, spec: Any, epoch: int, index: int) -> Any:
+        """Spec -> tensors on the device; randomness seeded by (epoch, index)."""
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """Scalar loss and detached stats (tensors stay on the device until logged)."""
+
+    def evaluate(self) -> dict[str, Any]:
+        """Validation metrics, including `metric`."""
+
+    def save_model(self, folder: Path) -> None:
+        """Write a loadable model checkpoint into `folder`."""
+
+    def load_model(self, folder: Path) -> None:
+        """Load weights written by `save_model` (for resume)."""
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup to 1 over `warmup` steps, then linear decay to 0 at `total`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class Trainer:
+    """Runs a `Task` under a `TrainConfig`, writing into a `RunDir`."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, run: RunDir, device: torch.device,
+                 listeners: Sequence[Listener] = ()) -> None:
+        self.task, self.cfg, self.run, self.device = task, cfg, run, device
+        self.listeners = list(listeners)
+        decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        dtype = autocast_dtype(device) if cfg.bf16 else None
+        self.autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+        self.state = LoopState()
+        self._last_eval = -1
+
+    def emit(self, event: Any) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def fit(self, resume: bool = False) -> LoopState:
+        """Train until max_epochs, max_steps or early stopping; returns the final loop state."""
+        cfg, last = self.cfg, self.run.checkpoint("last")
+        if resume and has_state(last):
+            self.task.load_model(last)
+            self.state = load_state(last, self.optimizer)
+        st = self.state
+        steps_per_epoch = math.ceil(len(self.task.batches(0)) / cfg.grad_accum)
+        total = steps_per_epoch * cfg.max_epochs
+        total = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.emit(TrainStart(total, st.step, steps_per_epoch))
+        window: dict[str, list] = {}
+        tokens, t0 = 0, time.perf_counter()
+        while not st.stopped:
+            specs = self.task.batches(st.epoch)
+            self.task.model.train()
+            for i in range(st.batch_in_epoch, len(specs)):
+                batch = self.task.collate(specs[i], st.epoch, i)
+                with self.autocast():
+                    loss, stats = self.task.loss(batch)
+                (loss / cfg.grad_accum).backward()
+                tokens += int(stats.pop("tokens", 0))
+                for k, v in {"loss": loss.detach(), **stats}.items():
+                    window.setdefault(k, []).append(v)
+                st.batch_in_epoch = i + 1
+                if st.batch_in_epoch % cfg.grad_accum and st.batch_in_epoch < len(specs):
+                    continue
+                self._optimizer_step(total)
+                if st.step % cfg.log_every == 0:
+                    elapsed = time.perf_counter() - t0
+                    record = {k: _mean(v) for k, v in window.items()}
+                    record.update(lr=self.optimizer.param_groups[0]["lr"], tokens_per_s=tokens / max(elapsed, 1e-9))
+                    self.run.log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
+                    self.emit(StepEnd(st.step, st.epoch, record))
+                    window, tokens, t0 = {}, 0, time.perf_counter()
+                if cfg.eval_every and st.step % cfg.eval_every == 0:
+                    self._evaluate()
+                if cfg.max_steps and st.step >= cfg.max_steps and not st.stopped:
+                    st.stopped = "max_steps"
+                if st.stopped:
+                    break
+                if cfg.save_every and st.step % cfg.save_every == 0:
+                    self._save_last()
+                self.task.model.train()
+            else:
+                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                if not cfg.eval_every:
+                    self._evaluate()
+                if not st.stopped and st.epoch >= cfg.max_epochs:
+                    st.stopped = "max_epochs"
+            if st.stopped == "max_steps" and self._last_eval != st.step:
+                self._evaluate()
+            self._save_last()
+        best = self.run.checkpoint("best")
+        self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
+        self.run.log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})
+        return st
+
+    def _optimizer_step(self, total: int) -> None:
+        cfg, st = self.cfg, self.state
+        factor = lr_factor(st.step, cfg.warmup_steps, total)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.task.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        st.step += 1
+
+    def _evaluate(self) -> None:
+        st = self.state
+        self._last_eval = st.step
+        self.task.model.eval()
+        with torch.no_grad(), self.autocast():
+            metrics = self.task.evaluate()
+        value = float(metrics[self.task.metric])
+        if not math.isfinite(value):
+            improved = False
+        elif st.best is None:
+            improved = True
+        else:
+            improved = value > st.best if self.task.higher_is_better else value < st.best
+        if improved:
+            st.best, st.bad_evals = value, 0
+            with atomic_directory(self.run.checkpoint("best")) as tmp:
+                self.task.save_model(tmp)
+        else:
+            st.bad_evals += 1
+            if self.cfg.patience and st.bad_evals >= self.cfg.patience:
+                st.stopped = "early_stopping"
+        self.run.log({"event": "eval", "step": st.step, "epoch": st.epoch, "improved": improved, **metrics})
+        self.emit(EvalEnd(st.step, st.epoch, metrics, improved))
+
+    def _save_last(self) -> None:
+        path = self.run.checkpoint("last")
+        with atomic_directory(path) as tmp:
+            self.task.save_model(tmp)
+            save_state(tmp, self.optimizer, self.state)
+        self.emit(Saved(self.state.step, path))
+
+
+def _mean(values: list) -> float:
+    if values and torch.is_tensor(values[0]):
+        return float(torch.stack([v.float() for v in values]).mean())
+    return float(sum(values) / max(1, len(values)))

@@ -1,0 +1,81 @@
+"""Training state on disk without pickle: tensors in safetensors, everything else in JSON.
+
+A `last/` checkpoint holds the model (in the task's own format), `optimizer.safetensors` +
+`trainer_state.json` (optimizer scalars, loop position, RNG states). Written through
+`atomic_directory`, so a kill mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from coral_cli.errors import AssetError
+
+STATE_FILE = "trainer_state.json"
+OPTIM_FILE = "optimizer.safetensors"
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: resuming from it continues exactly."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    step: int = 0  # optimizer steps taken
+    best: float | None = None  # best validation metric so far
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped: str = ""  # why training ended ('' while running)
+
+
+def save_state(folder: Path, optimizer: torch.optim.Optimizer, loop: LoopState) -> None:
+    """Optimizer + loop position + RNG states into `folder` (the model is saved by the task)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    opt_state = optimizer.state_dict()
+    for pid, entry in opt_state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{pid}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_file(tensors, str(folder / OPTIM_FILE))
+    meta = {"loop": asdict(loop), "param_groups": opt_state["param_groups"], "scalars": scalars}
+    (folder / STATE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> LoopState:
+    """Restore what `save_state` wrote; a damaged or foreign folder is an `AssetError`."""
+    try:
+        meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / OPTIM_FILE))
+    except (OSError, json.JSONDecodeError, Exception) as exc:
+        raise AssetError(f"cannot resume from {folder}: {exc}",
+                         "start the run again without --resume, or under another --name") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return LoopState(**meta["loop"])
+
+
+def has_state(folder: Path) -> bool:
+    return (folder / STATE_FILE).is_file()

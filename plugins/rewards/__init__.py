@@ -1,0 +1,1 @@
+"""Built-in response retrievers: bert (cross-encoder), esim, dmi (dual encoder)."""

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coral_cli.errors import AssetError, ConfigError
+from coral_cli.rewards import build_reward, load_reward, save_reward
+from coral_cli.rewards.packing import pack_cross_pair, pad_ids, wrap_single
+from tests.tiny import tiny_config
+
+CONTEXTS = [["hello , how are you ?", "fine , and you ?"], ["what time is it ?"], ["shall we go ?"]]
+RESPONSES = ["i am great , thanks .", "it is five o'clock .", "yes , let us go now before it rains ."]
+
+
+def test_pad_and_wrap():
+    ids, mask = pad_ids([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.sum(1).tolist() == [3, 1]
+    wrapped, wmask = wrap_single(ids, mask, cls_id=101, sep_id=102, pad_id=0)
+    assert wrapped.tolist() == [[101, 5, 6, 7, 102], [101, 8, 102, 0, 0]]
+    assert wmask.sum(1).tolist() == [5, 3]
+
+
+def test_pack_cross_pair_truncates_the_oldest_context_tokens():
+    c, cm = pad_ids([[5, 6, 7], [8]], 0)
+    r, rm = pad_ids([[9], [10, 11]], 0)
+    ids, types, mask = pack_cross_pair(c, cm, r, rm, 101, 102, 0, max_length=6)
+    assert ids.tolist() == [[101, 6, 7, 102, 9, 102], [101, 8, 102, 10, 11, 102]]
+    assert types.tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]]
+    ids, types, mask = pack_cross_pair(c, cm, r, rm, 101, 102, 0, max_length=20)
+    # width is static (Tc + Tr + 3 = 8, no host sync): extra columns are padding
+    assert ids.tolist() == [[101, 5, 6, 7, 102, 9, 102, 0], [101, 8, 102, 10, 11, 102, 0, 0]]
+    assert mask.sum(1).tolist() == [7, 6]
+
+
+@pytest.mark.parametrize("name", ["bert", "esim", "dmi"])
+def test_scores_are_probabilities_with_the_right_shape(name):
+    torch.manual_seed(0)
+    model = build_reward(tiny_config(name).retriever, "bundled").eval()
+    scores = model.score(CONTEXTS, RESPONSES)
+    assert scores.shape == (3,) and scores.dtype == torch.float32
+    assert ((scores > 0) & (scores < 1)).all()
+    # batched scoring equals one-by-one scoring (padding never leaks)
+    single = torch.cat([model.score([c], [r]) for c, r in zip(CONTEXTS, RESPONSES)])
+    torch.testing.assert_close(scores, single, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["bert", "esim", "dmi"])
+def test_checkpoint_round_trip_gives_identical_scores(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_reward(tiny_config(name).retriever, "bundled").eval()
+    save_reward(model, tmp_path / "ckpt")
+    assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {p.name for p in (tmp_path / "ckpt").iterdir()}
+    loaded = load_reward(tmp_path / "ckpt")
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    torch.testing.assert_close(loaded.score(CONTEXTS, RESPONSES), model.score(CONTEXTS, RESPONSES))
+
+
+def test_wrong_kind_and_damaged_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(AssetError, match="no config.json"):
+        load_reward(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bart"}))
+    with pytest.raises(AssetError, match="not a reward-model checkpoint"):
+        load_reward(tmp_path)
+    model = build_reward(tiny_config("esim").retriever, "bundled")
+    save_reward(model, tmp_path / "ok")
+    (tmp_path / "ok" / "model.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(AssetError, match="missing or damaged"):
+        load_reward(tmp_path / "ok")
+
+
+def test_plugin_args_are_validated():
+    cfg = tiny_config("esim", **{"retriever.args": {"hiden": 8}}).retriever
+    with pytest.raises(ConfigError, match="did you mean 'hidden'"):
+        build_reward(cfg, "bundled")
+
+
+def test_bundled_backbone_loads_offline():
+    cfg = tiny_config("bert", **{"retriever.backbone": "bundled"}).retriever
+    model = build_reward(cfg, "bundled")
+    assert model.encoder.config.hidden_size == 384 and model.encoder.config.num_hidden_layers == 6
+    assert np.isfinite(model.eval().score(CONTEXTS[:1], RESPONSES[:1]).numpy()).all()
