@@ -7,6 +7,7 @@ vocabulary next to the default reward backbone; any Hugging Face name or path al
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import os
 from functools import lru_cache
@@ -78,4 +79,9 @@ def wordpiece_text(tok: PreTrainedTokenizerBase, ids: list[int]) -> str:
     spaces around punctuation ("say , jim ?"), so this form matches its references.
     """
     tokens = tok.convert_ids_to_tokens(ids, skip_special_tokens=True)
-    return " ".join(tokens).replace(" ##", "").replace("##", "")
+    text = " ".join(tokens).replace(" ##", "").replace("##", "")
+    return _CLITIC.sub(r"\1'\2", text)
+
+
+# WordPiece splits "don't" into "don ' t"; DailyDialog writes contractions joined.
+_CLITIC = re.compile(r"(\w) ' (s|t|re|ve|ll|d|m)\b")

@@ -10,6 +10,12 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
+# quiet library progress bars and load reports before transformers/datasets are imported
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 def _shared_dir() -> Path:
     env = os.environ.get("CORAL_SHARED_DIR")

@@ -80,3 +80,14 @@ def test_bundled_backbone_loads_offline():
     model = build_reward(cfg, "bundled")
     assert model.encoder.config.hidden_size == 384 and model.encoder.config.num_hidden_layers == 6
     assert np.isfinite(model.eval().score(CONTEXTS[:1], RESPONSES[:1]).numpy()).all()
+
+
+def test_backbone_layers_keeps_the_first_pretrained_layers(tmp_path):
+    full = build_reward(tiny_config("bert", **{"retriever.backbone": "bundled"}).retriever, "bundled")
+    cut = build_reward(tiny_config("bert", **{"retriever.backbone": "bundled", "retriever.backbone_layers": 2}).retriever, "bundled")
+    assert len(cut.encoder.encoder.layer) == 2
+    torch.testing.assert_close(cut.encoder.encoder.layer[1].output.dense.weight, full.encoder.encoder.layer[1].output.dense.weight)
+    save_reward(cut.eval(), tmp_path / "c")
+    loaded = load_reward(tmp_path / "c")
+    assert len(loaded.encoder.encoder.layer) == 2
+    torch.testing.assert_close(loaded.score(CONTEXTS, RESPONSES), cut.score(CONTEXTS, RESPONSES))

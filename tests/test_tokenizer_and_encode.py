@@ -29,6 +29,8 @@ def test_round_trip_of_a_dailydialog_line(tok):
     assert tok.decode(ids) == "say, jim, how about going for a few beers after dinner?"
     assert tok.convert_ids_to_tokens(ids)[:3] == ["say", ",", "jim"]
     pieces = tok("unbelievably", add_special_tokens=False)["input_ids"]
+    contraction = tok("I don't think it's Tom's", add_special_tokens=False)["input_ids"]
+    assert wordpiece_text(tok, contraction) == "i don't think it's tom's"
     assert len(pieces) > 1 and wordpiece_text(tok, [tok.cls_token_id, *pieces, tok.sep_token_id]) == "unbelievably"
 
 

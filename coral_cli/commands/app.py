@@ -10,10 +10,13 @@ import typer
 from typer.core import TyperGroup
 
 from coral_cli.commands import config as config_cmd
+from coral_cli.commands import coral as coral_cmd
 from coral_cli.commands import data as data_cmd
 from coral_cli.commands import env as env_cmd
+from coral_cli.commands import generate as generate_cmd
 from coral_cli.commands import plugins as plugins_cmd
 from coral_cli.commands import retriever as retriever_cmd
+from coral_cli.commands import runs as runs_cmd
 from coral_cli.commands.console import err
 from coral_cli.errors import CoralError
 
@@ -60,6 +63,9 @@ def _main(
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(retriever_cmd.app, name="retriever")
+app.add_typer(coral_cmd.app, name="coral")
+app.command("generate")(generate_cmd.generate)
+app.add_typer(runs_cmd.app, name="runs")
 app.command("env")(env_cmd.env)
 app.command("plugins")(plugins_cmd.plugins)
 

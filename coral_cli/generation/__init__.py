@@ -1,0 +1,1 @@
+"""Batched, KV-cached response generation: greedy, beam and nucleus decoding."""

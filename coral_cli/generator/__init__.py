@@ -1,0 +1,1 @@
+"""The seq2seq response generator: model, batches, log-probabilities, training task."""

@@ -1,0 +1,1 @@
+"""Generator training objectives: each maps (model, batch) -> (loss, detached stats)."""
