@@ -7,6 +7,7 @@ The resolved config is written first, so any run can be repeated exactly with
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,9 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line (a step or an epoch) with a wall-clock timestamp."""
         self.root.mkdir(parents=True, exist_ok=True)
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with self.metrics_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+            fh.write(json.dumps({"time": round(time.time(), 3), **clean}) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records; a line cut short by a crash (the last one) is ignored."""

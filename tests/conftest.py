@@ -55,3 +55,20 @@ def cli(runner: CliRunner):
         return runner.invoke(app, list(args), input=input)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def overfit_generator(tmp_path_factory):
+    """A tiny generator trained with CE to overfit 32 DailyDialog pairs: (cfg, run, state, losses)."""
+    from coral_cli.config import resolve
+    from coral_cli.generator.train import train_generator
+    from coral_cli.runs import run_dir
+    from coral_cli.training.events import StepEnd
+    from tests.tiny_generator import write_recipe
+
+    tmp = tmp_path_factory.mktemp("gen")
+    cfg = resolve(write_recipe(tmp))
+    run = run_dir(tmp, "overfit").create(cfg, "coral coral train")
+    losses: list[float] = []
+    state = train_generator(cfg, run, [lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None])
+    return cfg, run, state, losses

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.errors import AssetError
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.batch import seq2seq_batch
+from coral_cli.generator.batch import TrainBatch, seq2seq_batch
 from coral_cli.generator.model import build_generator, load_generator
 from coral_cli.generator.train import train_generator
 from coral_cli.objectives.cross_entropy import CrossEntropy
@@ -28,14 +29,8 @@ def tok():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny generator trained to overfit 32 DailyDialog pairs (shared by the tests below)."""
-    tmp = tmp_path_factory.mktemp("gen")
-    cfg = resolve(write_recipe(tmp))
-    run = run_dir(tmp, "overfit").create(cfg, "coral coral train")
-    losses = []
-    state = train_generator(cfg, run, [lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None])
-    return cfg, run, state, losses
+def trained(overfit_generator):
+    return overfit_generator
 
 
 def test_ce_loss_equals_hand_computed_nll(tok):
@@ -44,7 +39,7 @@ def test_ce_loss_equals_hand_computed_nll(tok):
                          "generator.heads": 2, "generator.ffn_dim": 32, "generator.dropout": 0.0})
     model = build_generator(cfg.generator, tok).eval()
     batch = seq2seq_batch([[2000, 2001], [2002]], [[2003, 2004, 2005], [2006]], 101, 102, 0, CPU)
-    loss, stats = CrossEntropy()(model, batch)
+    loss, stats = CrossEntropy()(model, TrainBatch(batch, [], [], np.zeros(0), np.random.default_rng(0)))
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    decoder_input_ids=batch.decoder_input_ids).logits
     targets = [[2003, 2004, 2005, 102], [2006, 102]]  # responses then [SEP]

@@ -28,6 +28,9 @@ eval_every = 80
 save_epochs = 1000
 patience = 0
 
+[objective]
+loss = "ce"
+
 [generate]
 strategy = "greedy"
 max_new_tokens = 30

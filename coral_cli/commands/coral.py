@@ -1,4 +1,4 @@
-"""`coral coral train`: train the generator with the CE baseline (and CORAL, paper eq. 3)."""
+"""`coral coral train`: train the generator with CORAL (paper eq. 2-3) or the CE baseline."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ app = typer.Typer(help="Train dialogue generators (CE baseline, CORAL).", no_arg
 def train(
     recipe: Recipe = None,
     sets: Sets = None,
-    loss: Annotated[Optional[str], typer.Option(help="ce (cross-entropy baseline).")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="coral or ce (cross-entropy baseline). [default: coral]")] = None,
+    reward: Annotated[Optional[str], typer.Option(help="Retriever type behind R3: bert, esim, dmi.")] = None,
+    reward_checkpoint: Annotated[Optional[str], typer.Option(help="Trained retriever folder (f_R).")] = None,
+    p_plus: Annotated[Optional[float], typer.Option(help="p+: probability of the ground truth. [default: 0.8]")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="m: R3 = f_R - m. [default: 0]")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="off or mix (on-policy nucleus negatives). [default: mix]")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="fixed (paper), moving-average or rloo.")] = None,
     dataset: Dataset = None,
     data_dir: DataDir = None,
     max_pairs: MaxPairs = None,
@@ -42,14 +48,21 @@ def train(
 
     flags = {
         **data_flags(dataset, data_dir, max_context_tokens, max_pairs, tokenizer),
-        "objective.loss": loss, "generator.init": init,
+        "objective.loss": loss, "objective.reward": reward, "objective.reward_checkpoint": reward_checkpoint,
+        "objective.p_plus": p_plus, "objective.margin": margin, "objective.policy": policy,
+        "objective.baseline": baseline, "generator.init": init,
         "train.max_epochs": epochs, "train.max_steps": max_steps, "train.lr": lr,
         "train.batch_tokens": batch_tokens, "train.grad_accum": grad_accum,
         "runtime.device": device, "runtime.seed": seed,
     }
     cfg, run = open_run(recipe, sets, flags, name, "generator-{objective.loss}", resume, "coral coral train")
     g = cfg.generator
-    err.print(f"run: {run.root}  loss: {cfg.objective.loss}  model: {g.encoder_layers}+{g.decoder_layers} layers, "
+    o = cfg.objective
+    err.print(f"run: {run.root}  loss: {o.loss}  model: {g.encoder_layers}+{g.decoder_layers} layers, "
               f"d={g.d_model}, {g.heads} heads")
-    with TrainingView(f"generator {cfg.objective.loss}", ("loss", "nll")) as view:
+    if o.loss == "coral":
+        err.print(f"CORAL: reward {o.reward} ({o.reward_checkpoint}), p+ {o.p_plus}, m {o.margin}, "
+                  f"{o.policy}-policy, baseline {o.baseline}")
+    keys = ("loss", "r3_pos", "r3_neg", "f_R") if o.loss == "coral" else ("loss", "nll")
+    with TrainingView(f"generator {o.loss}", keys) as view:
         train_generator(cfg, run, [view], resume)

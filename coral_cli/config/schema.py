@@ -137,10 +137,30 @@ class GeneratorConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """The generator's training loss: cross-entropy (baseline) or CORAL (paper eq. 2-3)."""
+    """The generator's loss: CORAL (paper eq. 2-3, Algorithm 1) or the cross-entropy baseline."""
 
-    loss: str = opt("ce", "ce: token-level NLL of the ground truth", choices=("ce",))
+    loss: str = opt("coral", "coral (R3-weighted REINFORCE) or ce (token-level NLL of the ground truth)",
+                    choices=("coral", "ce"))
     label_smoothing: float = opt(0.0, "label smoothing of the CE loss", min=0.0, max=0.5)
+    reward: str = opt("bert", "retriever type behind R3 (must match the checkpoint): bert, esim, dmi, ...")
+    reward_checkpoint: str = opt("", "trained retriever folder for f_R (coral retriever train)")
+    p_plus: float = opt(0.8, "p+: probability that a row's candidate is its ground truth", min=0.0, max=1.0)
+    margin: float = opt(0.0, "m: R3 = f_R - m, the minimum reward expected (fixed baseline)", min=0.0, max=1.0)
+    policy: str = opt("mix", "off: positives + random negatives; mix: negatives sampled from the model",
+                      choices=("off", "mix"))
+    on_policy_sampler: str = opt("nucleus", "sampler plugin for mix-policy negatives")
+    negative_sampler: str = opt("random", "sampler plugin for off-policy negatives (RandomNegative)")
+    random_ratio: float = opt(0.0, "mix-policy: share of negatives drawn off-policy instead", min=0.0, max=1.0)
+    sample_top_p: float = opt(0.9, "nucleus mass of on-policy samples", min=0.0, max=1.0)
+    sample_temperature: float = opt(1.0, "temperature of on-policy samples", min=1e-3)
+    sample_max_new_tokens: int = opt(40, "longest on-policy sample", min=1)
+    normalize: str = opt("sequence", "sequence: mean over candidates of -R3 * sum_t log P (eq. 2); "
+                         "token: divide by the number of target tokens instead", choices=("sequence", "token"))
+    baseline: str = opt("fixed", "fixed: the margin m (paper); moving-average: running mean of f_R; "
+                        "rloo: leave-one-out mean over rloo_k on-policy samples per context",
+                        choices=("fixed", "moving-average", "rloo"))
+    ema_decay: float = opt(0.99, "decay of the moving-average baseline", min=0.0, max=1.0)
+    rloo_k: int = opt(4, "on-policy samples per context for the rloo baseline", min=2)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from coral_cli.rewards.packing import pad_ids
@@ -42,3 +43,27 @@ def seq2seq_batch(contexts: Sequence[Sequence[int]], responses: Sequence[Sequenc
     labels = labels.masked_fill(~lmask, IGNORE)
     tokens = sum(len(c) + 2 for c in contexts) + sum(len(r) + 1 for r in responses)
     return Seq2SeqBatch(ids, mask, dec, labels, tokens)
+
+
+@dataclass
+class TrainBatch:
+    """A generator training batch: the ground-truth teacher-forcing tensors (CE) plus what the
+    CORAL objective needs to draw candidates (contexts, positives, pool indices, a seeded rng)."""
+
+    seq2seq: Seq2SeqBatch
+    contexts: list[list[int]]
+    positives: list[list[int]]
+    pool_index: np.ndarray
+    rng: np.random.Generator
+
+    @property
+    def enc_ids(self) -> torch.Tensor:
+        return self.seq2seq.input_ids
+
+    @property
+    def enc_mask(self) -> torch.Tensor:
+        return self.seq2seq.attention_mask
+
+    @property
+    def tokens(self) -> int:
+        return self.seq2seq.tokens

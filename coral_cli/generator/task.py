@@ -1,5 +1,10 @@
 """The `Task` the shared trainer runs for the generator: length-bucketed token-budget batches of
-(context, response) pairs, a pluggable objective, validation loss, HF-format checkpoints."""
+(context, response) pairs, a pluggable objective (CE or CORAL), validation, HF checkpoints.
+
+Validation: token-level CE loss of the references; with a reward model also validation-R3, the
+mean R3 of responses generated for the validation contexts, which drives early stopping and
+best/ for CORAL as in the paper (§4.1).
+"""
 
 from __future__ import annotations
 
@@ -12,43 +17,55 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from coral_cli.config.schema import CoralConfig
-from coral_cli.generator.batch import IGNORE, Seq2SeqBatch, seq2seq_batch
+from coral_cli.generation.sampling import sample_responses
+from coral_cli.generator.batch import IGNORE, TrainBatch, encoder_inputs, seq2seq_batch
 from coral_cli.generator.model import save_generator
+from coral_cli.rewards.base import RewardModel
+from coral_cli.rewards.packing import pad_ids
 from coral_cli.training.batching import token_budget_batches
 
-Objective = Callable[[PreTrainedModel, Seq2SeqBatch], tuple[torch.Tensor, dict[str, Any]]]
+Objective = Callable[[PreTrainedModel, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
+SHOWN_SAMPLES = 3
 
 
 class GeneratorTask:
-    """Trains `model` with `objective`; early stopping on validation loss (CE) by default."""
-
-    metric = "val_loss"
-    higher_is_better = False
+    """Trains `model` with `objective`; early stopping on val_R3 (CORAL) or val_loss (CE)."""
 
     def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, objective: Objective,
-                 train: dict[str, list], val: dict[str, list], cfg: CoralConfig, device: torch.device) -> None:
+                 train: dict[str, Any], val: dict[str, Any], cfg: CoralConfig, device: torch.device,
+                 reward: RewardModel | None = None) -> None:
         self.model, self.tok, self.objective, self.cfg, self.device = model, tok, objective, cfg, device
+        self.reward = reward
         self.ctx, self.resp = train["context_ids"], train["response_ids"]
+        self.pool_index = np.asarray(train.get("pool_index", np.full(len(self.ctx), -1)))
         self.lengths = np.array([len(c) + len(r) + 3 for c, r in zip(self.ctx, self.resp)])
         n = cfg.generator.eval_pairs or len(val["context_ids"])
-        self.val_ctx, self.val_resp = val["context_ids"][:n], val["response_ids"][:n]
+        self.val = {k: v[:n] for k, v in val.items()}
+        coral = cfg.objective.loss == "coral"
+        self.metric, self.higher_is_better = ("val_R3", True) if coral else ("val_loss", False)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
         return token_budget_batches(self.lengths, t.batch_tokens, t.max_batch_size, self.cfg.runtime.seed, epoch)
 
-    def make_batch(self, ctx: list, resp: list) -> Seq2SeqBatch:
+    def make_batch(self, ctx: list, resp: list):
         t = self.tok
         return seq2seq_batch(ctx, resp, t.cls_token_id, t.sep_token_id, t.pad_token_id, self.device)
 
-    def collate(self, spec: np.ndarray, epoch: int, index: int) -> Seq2SeqBatch:
-        return self.make_batch([self.ctx[i] for i in spec], [self.resp[i] for i in spec])
+    def collate(self, spec: np.ndarray, epoch: int, index: int) -> TrainBatch:
+        ctx, resp = [self.ctx[i] for i in spec], [self.resp[i] for i in spec]
+        rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 11])
+        return TrainBatch(self.make_batch(ctx, resp), ctx, resp, self.pool_index[spec], rng)
 
-    def loss(self, batch: Seq2SeqBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.objective(self.model, batch)
 
     def evaluate(self) -> dict[str, Any]:
-        return {"val_loss": validation_loss(self.model, self, self.val_ctx, self.val_resp)}
+        metrics: dict[str, Any] = {"val_loss": validation_loss(self.model, self, self.val["context_ids"],
+                                                               self.val["response_ids"])}
+        if self.reward is not None:
+            metrics.update(validation_reward(self))
+        return metrics
 
     def save_model(self, folder: Path) -> None:
         save_generator(self.model, self.tok, folder, self.cfg.data)
@@ -56,6 +73,14 @@ class GeneratorTask:
     def load_model(self, folder: Path) -> None:
         saved = type(self.model).from_pretrained(str(folder))
         self.model.load_state_dict(saved.state_dict())
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        ema = getattr(self.objective, "ema", None)
+        return {"objective.ema": ema.detach().reshape(1).cpu()} if ema is not None else {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "objective.ema" in tensors:
+            self.objective.ema = tensors["objective.ema"].to(self.device)[0]
 
 
 def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp: list) -> float:
@@ -72,3 +97,25 @@ def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp
                                                    ignore_index=IGNORE, reduction="sum")
         count += batch.labels.ne(IGNORE).sum()
     return float(total / count.clamp(min=1))
+
+
+def validation_reward(task: GeneratorTask) -> dict[str, Any]:
+    """validation-R3: generate for the validation contexts, mean f_R - m (paper §4.1)."""
+    cfg, tok, reward = task.cfg, task.tok, task.reward
+    g = cfg.generate
+    ctx = task.val["context_ids"]
+    lengths = np.array([len(c) + 2 + g.max_new_tokens for c in ctx])
+    scores, shown = [], []
+    for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
+        batch_ctx = [ctx[i] for i in idx]
+        ids, mask = encoder_inputs(batch_ctx, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, task.device)
+        samples = sample_responses(task.model, ids, mask, g, num_return_sequences=1)
+        rc = reward.cfg
+        c, cm = pad_ids([x[-rc.max_context_tokens :] for x in batch_ctx], tok.pad_token_id, task.device)
+        r, rm = samples.ids[:, : rc.max_response_tokens], samples.mask[:, : rc.max_response_tokens]
+        scores.append(reward.score_tensors(c, cm, r, rm))
+        if len(shown) < SHOWN_SAMPLES:
+            texts = samples.texts(tok)[: SHOWN_SAMPLES - len(shown)]
+            shown += [{"context": tok.decode(batch_ctx[j][-60:]), "response": t} for j, t in enumerate(texts)]
+    f = torch.cat(scores)
+    return {"val_R3": float(f.mean()) - cfg.objective.margin, "val_f_R": float(f.mean()), "samples": shown}

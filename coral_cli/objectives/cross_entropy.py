@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from coral_cli.generator.batch import IGNORE, Seq2SeqBatch
+from coral_cli.generator.batch import IGNORE, TrainBatch
 
 
 class CrossEntropy:
@@ -20,7 +20,8 @@ class CrossEntropy:
     def __init__(self, label_smoothing: float = 0.0) -> None:
         self.label_smoothing = label_smoothing
 
-    def __call__(self, model: PreTrainedModel, batch: Seq2SeqBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __call__(self, model: PreTrainedModel, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        batch = train_batch.seq2seq
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                        decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE,

@@ -21,6 +21,7 @@ import torch
 from coral_cli.atomic import atomic_directory
 from coral_cli.config.schema import TrainConfig
 from coral_cli.device import autocast_dtype
+from coral_cli.errors import CoralError
 from coral_cli.runs import RunDir
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
 from coral_cli.training.state import LoopState, has_state, load_state, save_state
@@ -50,6 +51,10 @@ class Task(Protocol):
 
     def load_model(self, folder: Path) -> None:
         """Load weights written by `save_model` (for resume)."""
+
+
+class TrainingDiverged(CoralError):
+    """A non-finite loss or reward: names the batch; the last checkpoint stays intact."""
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -86,13 +91,16 @@ class Trainer:
         cfg, last = self.cfg, self.run.checkpoint("last")
         if resume and has_state(last):
             self.task.load_model(last)
-            self.state = load_state(last, self.optimizer)
+            self.state, extra = load_state(last, self.optimizer)
+            if extra and hasattr(self.task, "load_extra_state"):
+                self.task.load_extra_state(extra)
         st = self.state
         steps_per_epoch = math.ceil(len(self.task.batches(0)) / cfg.grad_accum)
         total = steps_per_epoch * cfg.max_epochs
         total = min(total, cfg.max_steps) if cfg.max_steps else total
         self.emit(TrainStart(total, st.step, steps_per_epoch))
         window: dict[str, list] = {}
+        self._where: list[tuple[int, int]] = []  # (epoch, batch) of each entry in `window`
         tokens, t0 = 0, time.perf_counter()
         while not st.stopped:
             specs = self.task.batches(st.epoch)
@@ -105,10 +113,16 @@ class Trainer:
                 tokens += int(stats.pop("tokens", 0))
                 for k, v in {"loss": loss.detach(), **stats}.items():
                     window.setdefault(k, []).append(v)
+                self._where.append((st.epoch, i))
                 st.batch_in_epoch = i + 1
                 if st.batch_in_epoch % cfg.grad_accum and st.batch_in_epoch < len(specs):
                     continue
                 self._optimizer_step(total)
+                due = st.step % cfg.log_every == 0 or (cfg.save_every and st.step % cfg.save_every == 0) \
+                    or (cfg.eval_every and st.step % cfg.eval_every == 0) or st.batch_in_epoch == len(specs) \
+                    or (cfg.max_steps and st.step >= cfg.max_steps)
+                if due:  # the one host sync: check and log the window before anything is saved
+                    self._check(window)
                 if st.step % cfg.log_every == 0:
                     elapsed = time.perf_counter() - t0
                     record = {k: _mean(v) for k, v in window.items()}
@@ -116,6 +130,7 @@ class Trainer:
                     self.run.log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
                     self.emit(StepEnd(st.step, st.epoch, record))
                     window, tokens, t0 = {}, 0, time.perf_counter()
+                    self._where = []
                 if cfg.eval_every and st.step % cfg.eval_every == 0:
                     self._evaluate()
                 if cfg.max_steps and st.step >= cfg.max_steps and not st.stopped:
@@ -139,6 +154,25 @@ class Trainer:
         self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
         self.run.log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})
         return st
+
+    def _check(self, window: dict[str, list]) -> None:
+        """Raise `TrainingDiverged` naming the first batch whose loss or reward was not finite."""
+        losses = window.get("loss", [])
+        if not losses:
+            return
+        bad = ~torch.isfinite(torch.stack([v.float() for v in losses]))
+        if "nonfinite_reward" in window:
+            bad |= torch.stack([torch.as_tensor(v) for v in window["nonfinite_reward"]]).to(bad.device) > 0
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            epoch, batch = self._where[first]
+            reward = "nonfinite_reward" in window and float(window["nonfinite_reward"][first]) > 0
+            what = "the reward model returned NaN or inf" if reward else "the loss is NaN or inf"
+            raise TrainingDiverged(
+                f"{what} in batch {batch} of epoch {epoch} (around step {self.state.step})",
+                "check the reward checkpoint and the learning rate; the last checkpoint is intact "
+                "(restart with --resume)",
+            )
 
     def _optimizer_step(self, total: int) -> None:
         cfg, st = self.cfg, self.state
@@ -179,7 +213,8 @@ class Trainer:
         path = self.run.checkpoint("last")
         with atomic_directory(path) as tmp:
             self.task.save_model(tmp)
-            save_state(tmp, self.optimizer, self.state)
+            extra = self.task.extra_state() if hasattr(self.task, "extra_state") else None
+            save_state(tmp, self.optimizer, self.state, extra)
         self.emit(Saved(self.state.step, path))
 
 

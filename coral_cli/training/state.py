@@ -33,9 +33,10 @@ class LoopState:
     stopped: str = ""  # why training ended ('' while running)
 
 
-def save_state(folder: Path, optimizer: torch.optim.Optimizer, loop: LoopState) -> None:
-    """Optimizer + loop position + RNG states into `folder` (the model is saved by the task)."""
-    tensors: dict[str, torch.Tensor] = {}
+def save_state(folder: Path, optimizer: torch.optim.Optimizer, loop: LoopState,
+               extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Optimizer + loop position + RNG states (+ the task's `extra` tensors) into `folder`."""
+    tensors: dict[str, torch.Tensor] = {f"extra.{k}": v for k, v in (extra or {}).items()}
     scalars: dict[str, Any] = {}
     opt_state = optimizer.state_dict()
     for pid, entry in opt_state["state"].items():
@@ -53,8 +54,9 @@ def save_state(folder: Path, optimizer: torch.optim.Optimizer, loop: LoopState) 
     (folder / STATE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> LoopState:
-    """Restore what `save_state` wrote; a damaged or foreign folder is an `AssetError`."""
+def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> tuple[LoopState, dict[str, torch.Tensor]]:
+    """Restore what `save_state` wrote -> (loop state, the task's extra tensors); a damaged or
+    foreign folder is an `AssetError`."""
     try:
         meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / OPTIM_FILE))
@@ -74,7 +76,8 @@ def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> LoopState:
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return LoopState(**meta["loop"])
+    extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return LoopState(**meta["loop"]), extra
 
 
 def has_state(folder: Path) -> bool:

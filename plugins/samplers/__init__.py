@@ -1,0 +1,1 @@
+"""Built-in CORAL candidate samplers: positive, random (RandomNegative), nucleus (on-policy)."""

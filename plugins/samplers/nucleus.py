@@ -1,0 +1,27 @@
+"""On-policy candidates: nucleus samples of the generator itself (paper §3.3: nucleus rather than
+pure sampling, which can pick very unlikely tokens). No gradient, KV-cached, on the device."""
+
+from __future__ import annotations
+
+from coral_cli.config.schema import GenerateConfig
+from coral_cli.generation.sampling import sample_responses
+from coral_cli.samplers.base import Candidates, SampleRequest, SamplerEnv
+
+
+class NucleusSampler:
+    """On-policy: a nucleus (top-p) sample from the generator being trained."""
+
+    on_policy = True
+
+    def __init__(self, env: SamplerEnv) -> None:
+        self.env = env
+        self.decoding = GenerateConfig(strategy="nucleus", top_p=env.top_p, temperature=env.temperature,
+                                       max_new_tokens=env.max_new_tokens, min_new_tokens=1)
+
+    def sample(self, request: SampleRequest) -> Candidates:
+        model = request.model
+        was_training = model.training
+        model.eval()  # sample the policy itself, without dropout noise
+        out = sample_responses(model, request.enc_ids, request.enc_mask, self.decoding, request.k)
+        model.train(was_training)
+        return Candidates(out.ids.clone(), out.mask.clone(), out.ended.clone())
