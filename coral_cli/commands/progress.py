@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -17,6 +18,7 @@ class TrainingView:
         self.progress = Progress(
             TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+            disable=os.environ.get("RANK", "0") != "0",  # under torchrun only rank 0 shows progress
         )
         self.task_id: Any = None
 

@@ -36,6 +36,7 @@ class GeneratorTask:
                  reward: RewardModel | None = None) -> None:
         self.model, self.tok, self.objective, self.cfg, self.device = model, tok, objective, cfg, device
         self.reward = reward
+        self.forward_model: torch.nn.Module = model  # the DDP wrapper when distributed
         self.ctx, self.resp = train["context_ids"], train["response_ids"]
         self.pool_index = np.asarray(train.get("pool_index", np.full(len(self.ctx), -1)))
         self.lengths = np.array([len(c) + len(r) + 3 for c, r in zip(self.ctx, self.resp)])
@@ -58,7 +59,7 @@ class GeneratorTask:
         return TrainBatch(self.make_batch(ctx, resp), ctx, resp, self.pool_index[spec], rng)
 
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self.objective(self.model, batch)
+        return self.objective(self.forward_model, batch)
 
     def evaluate(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {"val_loss": validation_loss(self.model, self, self.val["context_ids"],

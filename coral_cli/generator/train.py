@@ -10,7 +10,7 @@ import torch
 from coral_cli.config.schema import CoralConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
-from coral_cli.device import pick_device
+from coral_cli.training.distributed import init_distributed
 from coral_cli.errors import ConfigError
 from coral_cli.generator.model import build_generator, load_generator
 from coral_cli.generator.task import GeneratorTask
@@ -50,8 +50,13 @@ def build_objective(cfg: CoralConfig, reward: Any, tok: Any, pool_ids: list, dev
 
 def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False) -> Any:
     """Train and return the final loop state; best/ and last/ land in `run.checkpoints`."""
-    device = pick_device(cfg.runtime.device)
-    torch.manual_seed(cfg.runtime.seed)
+    return generator_trainer(cfg, run, listeners).fit(resume)
+
+
+def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any]) -> Trainer:
+    """The trainer for `cfg` (data, generator, reward, objective built; under torchrun, this rank's)."""
+    info, device = init_distributed(cfg.runtime.device)
+    torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
     reward = load_training_reward(cfg, device) if cfg.objective.loss == "coral" else None
     if cfg.generator.init:
         model, tok, _ = load_generator(cfg.generator.init, device)
@@ -68,4 +73,6 @@ def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume:
     objective = build_objective(cfg, reward, tok, train.pool_ids, device)
     data = {"context_ids": train.context_ids, "response_ids": train.response_ids, "pool_index": train.pool_index}
     task = GeneratorTask(model, tok, objective, data, val, cfg, device, reward)
-    return Trainer(task, cfg.train, run, device, listeners).fit(resume)
+    trainer = Trainer(task, cfg.train, run, device, listeners, info)
+    torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
+    return trainer

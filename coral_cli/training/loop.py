@@ -23,6 +23,7 @@ from coral_cli.config.schema import TrainConfig
 from coral_cli.device import autocast_dtype
 from coral_cli.errors import CoralError
 from coral_cli.runs import RunDir
+from coral_cli.training.distributed import DistInfo, broadcast, shard
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
 from coral_cli.training.state import LoopState, has_state, load_state, save_state
 
@@ -68,9 +69,14 @@ class Trainer:
     """Runs a `Task` under a `TrainConfig`, writing into a `RunDir`."""
 
     def __init__(self, task: Task, cfg: TrainConfig, run: RunDir, device: torch.device,
-                 listeners: Sequence[Listener] = ()) -> None:
-        self.task, self.cfg, self.run, self.device = task, cfg, run, device
-        self.listeners = list(listeners)
+                 listeners: Sequence[Listener] = (), dist: DistInfo = DistInfo()) -> None:
+        self.task, self.cfg, self.run, self.device, self.dist = task, cfg, run, device, dist
+        self.listeners = list(listeners) if dist.is_main else []
+        if dist.enabled:  # gradients are averaged across ranks through the DDP wrapper's forward
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            task.forward_model = DistributedDataParallel(task.model, device_ids=ids)
         decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
@@ -95,7 +101,7 @@ class Trainer:
             if extra and hasattr(self.task, "load_extra_state"):
                 self.task.load_extra_state(extra)
         st = self.state
-        steps_per_epoch = math.ceil(len(self.task.batches(0)) / cfg.grad_accum)
+        steps_per_epoch = math.ceil(len(self._batches(0)) / cfg.grad_accum)
         total = steps_per_epoch * cfg.max_epochs
         total = min(total, cfg.max_steps) if cfg.max_steps else total
         self.emit(TrainStart(total, st.step, steps_per_epoch))
@@ -103,7 +109,7 @@ class Trainer:
         self._where: list[tuple[int, int]] = []  # (epoch, batch) of each entry in `window`
         tokens, t0 = 0, time.perf_counter()
         while not st.stopped:
-            specs = self.task.batches(st.epoch)
+            specs = self._batches(st.epoch)
             self.task.model.train()
             for i in range(st.batch_in_epoch, len(specs)):
                 batch = self.task.collate(specs[i], st.epoch, i)
@@ -126,8 +132,9 @@ class Trainer:
                 if st.step % cfg.log_every == 0:
                     elapsed = time.perf_counter() - t0
                     record = {k: _mean(v) for k, v in window.items()}
-                    record.update(lr=self.optimizer.param_groups[0]["lr"], tokens_per_s=tokens / max(elapsed, 1e-9))
-                    self.run.log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
+                    record.update(lr=self.optimizer.param_groups[0]["lr"],
+                                  tokens_per_s=tokens * self.dist.world / max(elapsed, 1e-9))
+                    self._log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
                     self.emit(StepEnd(st.step, st.epoch, record))
                     window, tokens, t0 = {}, 0, time.perf_counter()
                     self._where = []
@@ -152,8 +159,15 @@ class Trainer:
                 self._save_last()
         best = self.run.checkpoint("best")
         self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
-        self.run.log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})
+        self._log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})
         return st
+
+    def _batches(self, epoch: int) -> Sequence[Any]:
+        return shard(list(self.task.batches(epoch)), self.dist)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            self.run.log(record)
 
     def _check(self, window: dict[str, list]) -> None:
         """Raise `TrainingDiverged` naming the first batch whose loss or reward was not finite."""
@@ -186,30 +200,36 @@ class Trainer:
         st.step += 1
 
     def _evaluate(self) -> None:
+        """Rank 0 evaluates and decides; every rank then shares its decision (stop, best)."""
         st = self.state
         self._last_eval = st.step
-        self.task.model.eval()
-        with torch.no_grad(), self.autocast():
-            metrics = self.task.evaluate()
-        value = float(metrics[self.task.metric])
-        if not math.isfinite(value):
-            improved = False
-        elif st.best is None:
-            improved = True
-        else:
-            improved = value > st.best if self.task.higher_is_better else value < st.best
-        if improved:
-            st.best, st.bad_evals = value, 0
-            with atomic_directory(self.run.checkpoint("best")) as tmp:
-                self.task.save_model(tmp)
-        else:
-            st.bad_evals += 1
-            if self.cfg.patience and st.bad_evals >= self.cfg.patience:
-                st.stopped = "early_stopping"
-        self.run.log({"event": "eval", "step": st.step, "epoch": st.epoch, "improved": improved, **metrics})
-        self.emit(EvalEnd(st.step, st.epoch, metrics, improved))
+        metrics, improved = None, False
+        if self.dist.is_main:
+            self.task.model.eval()
+            with torch.no_grad(), self.autocast():
+                metrics = self.task.evaluate()
+            value = float(metrics[self.task.metric])
+            if not math.isfinite(value):
+                improved = False
+            elif st.best is None:
+                improved = True
+            else:
+                improved = value > st.best if self.task.higher_is_better else value < st.best
+            if improved:
+                st.best, st.bad_evals = value, 0
+                with atomic_directory(self.run.checkpoint("best")) as tmp:
+                    self.task.save_model(tmp)
+            else:
+                st.bad_evals += 1
+                if self.cfg.patience and st.bad_evals >= self.cfg.patience:
+                    st.stopped = "early_stopping"
+            self._log({"event": "eval", "step": st.step, "epoch": st.epoch, "improved": improved, **metrics})
+            self.emit(EvalEnd(st.step, st.epoch, metrics, improved))
+        st.best, st.bad_evals, st.stopped = broadcast((st.best, st.bad_evals, st.stopped), self.dist)
 
     def _save_last(self) -> None:
+        if not self.dist.is_main:
+            return
         path = self.run.checkpoint("last")
         with atomic_directory(path) as tmp:
             self.task.save_model(tmp)

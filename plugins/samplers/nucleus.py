@@ -6,6 +6,7 @@ from __future__ import annotations
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.generation.sampling import sample_responses
 from coral_cli.samplers.base import Candidates, SampleRequest, SamplerEnv
+from coral_cli.training.distributed import unwrap
 
 
 class NucleusSampler:
@@ -19,7 +20,7 @@ class NucleusSampler:
                                        max_new_tokens=env.max_new_tokens, min_new_tokens=1)
 
     def sample(self, request: SampleRequest) -> Candidates:
-        model = request.model
+        model = unwrap(request.model)  # generate on the module inside a DDP wrapper
         was_training = model.training
         model.eval()  # sample the policy itself, without dropout noise
         out = sample_responses(model, request.enc_ids, request.enc_mask, self.decoding, request.k)

@@ -1,0 +1,72 @@
+"""Multi-GPU / multi-node training through `torchrun` (PyTorch DDP).
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; each process then trains on every WORLD_SIZE-th
+batch of the same seeded epoch plan, gradients are averaged by DDP, rank 0 alone logs, evaluates
+and writes checkpoints, and every rank holds its own copy of the frozen reward model. Without
+torchrun nothing changes (one process, no process group).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from coral_cli.device import pick_device
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun process group if there is one; pick this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), pick_device(device_spec)
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    wants_cuda = device_spec != "cpu" and torch.cuda.is_available()
+    device = torch.device(f"cuda:{info.local_rank}") if wants_cuda else torch.device("cpu")
+    if wants_cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
+    return info, device
+
+
+def shard(batches: list[Any], info: DistInfo) -> list[Any]:
+    """This rank's batches: every world-th of an equal-length prefix, so all ranks step together."""
+    if not info.enabled:
+        return batches
+    usable = len(batches) // info.world * info.world
+    return batches[:usable][info.rank :: info.world]
+
+
+def broadcast(value: Any, info: DistInfo) -> Any:
+    """Rank 0's `value` on every rank."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (for generate, saving)."""
+    return getattr(model, "module", model)
