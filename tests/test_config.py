@@ -4,6 +4,7 @@ import pytest
 
 from coral_cli.config import CoralConfig, dump_toml, parse_assignment, resolve, to_dict
 from coral_cli.errors import ConfigError
+from tests.conftest import REPO
 
 
 def write(tmp_path, text):
@@ -103,3 +104,11 @@ def _flatten(tree, prefix=""):
         else:
             out[dotted] = value
     return out
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").rglob("*.toml")), ids=lambda p: p.name)
+def test_every_recipe_resolves_and_says_what_it_reproduces(recipe):
+    cfg = resolve(recipe)
+    assert isinstance(cfg, CoralConfig)
+    head = recipe.read_text().splitlines()[:8]
+    assert head[0].startswith("# ") and any("coral " in line or "bash " in line for line in head), head

@@ -86,8 +86,11 @@ def test_backbone_layers_keeps_the_first_pretrained_layers(tmp_path):
     full = build_reward(tiny_config("bert", **{"retriever.backbone": "bundled"}).retriever, "bundled")
     cut = build_reward(tiny_config("bert", **{"retriever.backbone": "bundled", "retriever.backbone_layers": 2}).retriever, "bundled")
     assert len(cut.encoder.encoder.layer) == 2
+    assert cut.args.pooling == "mean"  # 'auto' resolves to mean for the bundled sentence embedder
+    assert build_reward(tiny_config("bert").retriever, "bundled").args.pooling == "cls"  # the paper's [CLS]
     torch.testing.assert_close(cut.encoder.encoder.layer[1].output.dense.weight, full.encoder.encoder.layer[1].output.dense.weight)
     save_reward(cut.eval(), tmp_path / "c")
     loaded = load_reward(tmp_path / "c")
     assert len(loaded.encoder.encoder.layer) == 2
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["args"] == {"pooling": "mean"}
     torch.testing.assert_close(loaded.score(CONTEXTS, RESPONSES), cut.score(CONTEXTS, RESPONSES))

@@ -42,6 +42,9 @@ class TrainingView:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if isinstance(v, float))
             mark = "[green]best[/]" if event.improved else "[dim]no gain[/]"
             self.progress.console.print(f"eval @ step {event.step} (epoch {event.epoch}): {shown} {mark}")
+            for sample in event.metrics.get("samples", []):  # watch the policy change
+                self.progress.console.print(f"  [dim]…{sample['context'][-70:]}[/] → {sample['response']}",
+                                            markup=True, highlight=False)
         elif isinstance(event, Saved):
             self.progress.update(self.task_id, completed=event.step)
         elif isinstance(event, TrainEnd):

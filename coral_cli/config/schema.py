@@ -73,6 +73,7 @@ class TrainConfig:
 
     lr: float = opt(1e-4, "peak learning rate (AdamW)", min=0.0)
     weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0)
+    head_lr_scale: float = opt(1.0, "learning-rate multiplier for a freshly initialised scoring head (parameters 'head.*')", min=0.0)
     warmup_steps: int = opt(1000, "linear warmup steps, then linear decay to 0", min=0)
     max_epochs: int = opt(50, "maximum epochs", min=1)
     max_steps: int = opt(0, "stop after this many optimizer steps (0 = no limit)", min=0)

@@ -77,10 +77,13 @@ class Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             task.forward_model = DistributedDataParallel(task.model, device_ids=ids)
-        decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for n, p in task.model.named_parameters() if p.requires_grad and p.ndim < 2]
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in task.model.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((p.ndim >= 2, name.startswith("head.")), []).append(p)
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+              "lr_scale": cfg.head_lr_scale if head else 1.0} for (decay, head), params in sorted(groups.items())],
             lr=cfg.lr,
         )
         dtype = autocast_dtype(device) if cfg.bf16 else None
@@ -192,7 +195,7 @@ class Trainer:
         cfg, st = self.cfg, self.state
         factor = lr_factor(st.step, cfg.warmup_steps, total)
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * factor
+            group["lr"] = cfg.lr * factor * group["lr_scale"]
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.task.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
