@@ -21,6 +21,9 @@ def test_every_python_package_is_listed_in_pyproject():
             rel = init.parent.relative_to(folder).parts
             found.add(".".join((name, *rel)))
     assert found == listed, f"missing from pyproject: {found - listed}; stale: {listed - found}"
+    # plugins/ installs under a project name, never as a generic top-level `plugins` module
+    assert not any(p == "plugins" or p.startswith("plugins.") for p in listed)
+    assert setup["package-dir"]["coral_plugins"] == "plugins"
 
 
 def test_entry_points_name_importable_classes():

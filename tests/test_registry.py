@@ -47,12 +47,3 @@ def test_unknown_plugin_on_the_command_line_exits_2(cli, tmp_path):
     result = cli("retriever", "train", "--model", "bart", "--set", f"runtime.runs_dir={tmp_path}")
     assert result.exit_code == 2
     assert "unknown reward model 'bart'" in result.stderr and "bert, dmi, esim" in result.stderr
-
-
-def test_plugins_are_not_installed_as_a_top_level_plugins_module():
-    import importlib.util
-
-    import coral_plugins
-
-    assert importlib.util.find_spec("plugins") is None or "coral" not in str(importlib.util.find_spec("plugins").origin)
-    assert coral_plugins.__name__ == "coral_plugins"

@@ -20,6 +20,7 @@ from coral_cli.config.schema import ObjectiveConfig
 from coral_cli.generator.batch import IGNORE, Seq2SeqBatch, TrainBatch
 from coral_cli.generator.logprobs import token_logprobs
 from coral_cli.rewards.base import RewardModel
+from coral_cli.rewards.packing import pad_ids
 from coral_cli.samplers.base import Candidates, SampleRequest
 
 
@@ -93,8 +94,6 @@ class CoralObjective:
         """f_R(c, r) on the device with the retriever's own context/response budgets."""
         rc = self.reward.cfg
         ctx = [c[-rc.max_context_tokens :] for c in batch.contexts]
-        from coral_cli.rewards.packing import pad_ids
-
         c_ids, c_mask = pad_ids(ctx, self.tok.pad_token_id, cand.ids.device)
         resp, resp_mask = cand.ids[:, : rc.max_response_tokens], cand.mask[:, : rc.max_response_tokens]
         return self.reward.score_tensors(c_ids[row], c_mask[row], resp, resp_mask).clone()

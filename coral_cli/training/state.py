@@ -60,7 +60,7 @@ def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> tuple[LoopStat
     try:
         meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / OPTIM_FILE))
-    except (OSError, json.JSONDecodeError, Exception) as exc:
+    except Exception as exc:  # missing files, bad JSON, damaged safetensors
         raise AssetError(f"cannot resume from {folder}: {exc}",
                          "start the run again without --resume, or under another --name") from None
     state: dict[int, dict[str, Any]] = {}
