@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,7 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from coral_cli.commands.console import err
-from coral_cli.commands.options import DataDir, Dataset, Device, MaxPairs, Recipe, Sets, data_flags, load_config
+from coral_cli.commands.options import (
+    DataDir, Dataset, Device, MaxPairs, Recipe, Sets, data_flags, load_config, open_input,
+)
 
 
 def generate(
@@ -56,7 +57,7 @@ def generate(
     trained = meta.get("data", {})
     cfg.data.max_context_tokens = trained.get("max_context_tokens", cfg.data.max_context_tokens)
     if input:
-        handle = sys.stdin if input == "-" else _open(input)
+        handle = open_input(input)
         requests = jsonl_requests(handle, input, tok, cfg.data.max_context_tokens)
     else:
         requests = split_requests(cfg.data, split, tok)
@@ -70,12 +71,3 @@ def generate(
     write_generation(out, requests, results, cfg.generate, checkpoint, source, seconds)
     err.print(f"{len(requests)} contexts in {seconds:.1f}s ({len(requests) / max(seconds, 1e-9):.1f}/s)"
               + (f" -> {out}" if out else ""))
-
-
-def _open(path: str):
-    from coral_cli.errors import DataError
-
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}", "pass an existing JSON lines file or -") from None

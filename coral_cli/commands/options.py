@@ -49,3 +49,17 @@ def data_flags(dataset: Optional[str], data_dir: Optional[str], max_context_toke
         "data.max_pairs": max_pairs,
         "tokenizer.name": tokenizer,
     }
+
+
+def open_input(path: str) -> Any:
+    """stdin for '-', else the file; a missing file is a clear error."""
+    import sys
+
+    from coral_cli.errors import DataError
+
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}", "pass an existing JSON lines file, or - for stdin") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,7 +10,7 @@ import typer
 
 from coral_cli.commands.console import err, out, print_json
 from coral_cli.commands.options import (
-    DataDir, Dataset, Device, Json, MaxPairs, Recipe, Sets, Tokenizer, data_flags, load_config,
+    DataDir, Dataset, Device, Json, MaxPairs, Recipe, Sets, Tokenizer, data_flags, load_config, open_input,
 )
 
 app = typer.Typer(help="Train, evaluate and query response retrievers (reward models).", no_args_is_help=True)
@@ -100,18 +99,9 @@ def score(
     from coral_cli.rewards import load_reward
     from coral_cli.rewards.score_io import read_score_requests
 
-    handle = sys.stdin if input == "-" else _open(input)
+    handle = open_input(input)
     rows = read_score_requests(handle, input)
     model = load_reward(checkpoint, pick_device(device or "auto"))
     scores = model.score([r["context"] for r in rows], [r["response"] for r in rows]).tolist() if rows else []
     for row, value in zip(rows, scores):
         typer.echo(jsonlib.dumps({**row, "score": round(value, 6)}, ensure_ascii=False))
-
-
-def _open(path: str) -> Any:
-    from coral_cli.errors import DataError
-
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}", "pass an existing JSON lines file or - for stdin") from None
