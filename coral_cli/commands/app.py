@@ -13,6 +13,7 @@ from coral_cli.commands import config as config_cmd
 from coral_cli.commands import coral as coral_cmd
 from coral_cli.commands import data as data_cmd
 from coral_cli.commands import env as env_cmd
+from coral_cli.commands import evaluate as evaluate_cmd
 from coral_cli.commands import generate as generate_cmd
 from coral_cli.commands import plugins as plugins_cmd
 from coral_cli.commands import retriever as retriever_cmd
@@ -66,6 +67,7 @@ app.add_typer(retriever_cmd.app, name="retriever")
 app.add_typer(coral_cmd.app, name="coral")
 app.command("generate")(generate_cmd.generate)
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(evaluate_cmd.app, name="evaluate")
 app.command("env")(env_cmd.env)
 app.command("plugins")(plugins_cmd.plugins)
 

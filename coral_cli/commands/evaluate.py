@@ -1,0 +1,170 @@
+"""`coral evaluate`: the paper's metrics in one command (table, or JSON for CI), quality gates,
+and `coral evaluate compare` for side-by-side reports.
+
+Exit codes: 0 all gates passed; 1 a --fail-under/--fail-over gate failed; 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from coral_cli.commands.console import err, out, print_json
+from coral_cli.commands.options import Device, Json
+from coral_cli.errors import CoralError
+
+app = typer.Typer(help="Evaluate generated responses: Avg. Len, BLEU, METEOR, Dist-n, MAUDE, R3.",
+                  invoke_without_command=True)
+
+Gate = Annotated[Optional[list[str]], typer.Option(help="name=value[,name=value]: exit 1 if a metric is below.")]
+
+
+@app.callback()
+def evaluate(
+    ctx: typer.Context,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="coral generate JSONL, or a text file.")] = None,
+    references: Annotated[Optional[Path], typer.Option(help="Line-aligned reference texts.")] = None,
+    contexts: Annotated[Optional[Path], typer.Option(help="Line-aligned contexts (JSON list or ' [SEP] '-joined).")] = None,
+    metrics: Annotated[str, typer.Option(help="Comma list of: avg_len, bleu, meteor, distinct, maude, r3, self-bleu.")] = "avg_len,bleu,meteor,distinct,maude,r3,self-bleu",
+    bleu: Annotated[str, typer.Option(help="sacrebleu, nltk-corpus or nltk-sentence (see README).")] = "sacrebleu",
+    evaluator: Annotated[Optional[list[str]], typer.Option(help="name=DIR of a MAUDE evaluator retriever (repeatable).")] = None,
+    reward_checkpoint: Annotated[Optional[str], typer.Option(help="The training reward: report its mean R3, warn on reuse.")] = None,
+    margin: Annotated[float, typer.Option(help="m for the reported R3 = f_R - m.")] = 0.0,
+    references_as_predictions: Annotated[bool, typer.Option("--references-as-predictions", help="Score the references themselves (the paper's Ground Truth row).")] = False,
+    fail_under: Gate = None,
+    fail_over: Annotated[Optional[list[str]], typer.Option(help="name=value[,...]: exit 1 if a metric is above.")] = None,
+    device: Device = None,
+    json: Json = False,
+) -> None:
+    """Score predictions against references and with retriever evaluators."""
+    if ctx.invoked_subcommand:
+        return
+    if predictions is None:
+        raise CoralError("no predictions given", "pass --predictions FILE (e.g. the --out of 'coral generate')")
+    from coral_cli.device import pick_device
+    from coral_cli.metrics.bleu import VARIANTS
+    from coral_cli.metrics.predictions import attach_contexts, attach_references, read_predictions
+    from coral_cli.metrics.report import DEFAULT_METRICS, check_gates
+    from coral_cli.metrics.report import evaluate as run_evaluation
+
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in DEFAULT_METRICS]
+    if unknown:
+        raise CoralError(f"unknown metric(s) {', '.join(unknown)}", f"choose from {', '.join(DEFAULT_METRICS)}")
+    if bleu not in VARIANTS:
+        raise CoralError(f"unknown BLEU variant '{bleu}'", f"choose from {', '.join(VARIANTS)}")
+    ps = read_predictions(predictions)
+    if references:
+        attach_references(ps, references)
+    if contexts:
+        attach_contexts(ps, contexts)
+    if references_as_predictions:
+        if ps.references is None:
+            raise CoralError("--references-as-predictions needs references", "pass --references FILE")
+        ps.predictions, ps.samples = list(ps.references), [[r] for r in ps.references]
+        ps.source["references_as_predictions"] = True
+    under, over = _gates(fail_under), _gates(fail_over)
+    evaluators = dict(_pair(e) for e in evaluator or [])
+    with err.status("scoring"):
+        report = run_evaluation(ps, chosen, bleu, evaluators, reward_checkpoint, margin, pick_device(device or "auto"))
+    report["gates"] = check_gates(report, under, over)
+    for warning in report["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}")
+    if json:
+        print_json(report)
+    else:
+        _render(report)
+    failed = [g for g in report["gates"] if not g["passed"]]
+    for g in failed:
+        sign = "<" if g["fail"] == "under" else ">"
+        err.print(f"[red]gate failed:[/] {g['metric']} = {g['value']:.4f} {sign} {g['threshold']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("compare")
+def compare(
+    reports: Annotated[list[Path], typer.Argument(help="JSON reports of 'coral evaluate --json'.")],
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+) -> None:
+    """Side-by-side metrics of several reports, with deltas against the first."""
+    from coral_cli.metrics.report import HIGHER_IS_BETTER
+
+    loaded = [_load_report(p) for p in reports]
+    names = list(dict.fromkeys(k for r in loaded for k in r["metrics"]))
+    header = ["metric"] + [p.stem for p in reports]
+    rows = []
+    for name in names:
+        base = loaded[0]["metrics"].get(name)
+        cells = [name]
+        for i, r in enumerate(loaded):
+            v = r["metrics"].get(name)
+            cell = "-" if v is None else f"{v:.4f}"
+            if i and v is not None and base is not None:
+                cell += f" ({v - base:+.4f})"
+            cells.append(cell)
+        rows.append(cells)
+    if markdown:
+        typer.echo("| " + " | ".join(header) + " |")
+        typer.echo("|" + "---|" * len(header))
+        for row in rows:
+            typer.echo("| " + " | ".join(row) + " |")
+        return
+    from rich.table import Table
+
+    table = Table(title="coral evaluate compare (deltas vs the first)", title_justify="left")
+    for h in header:
+        table.add_column(h, justify="left" if h == "metric" else "right")
+    for row in rows:
+        up = HIGHER_IS_BETTER.get(row[0], HIGHER_IS_BETTER.get(row[0].split("-")[0], True))
+        table.add_row(row[0] + (" ↑" if up else " ↓"), *row[1:])
+    out.print(table)
+
+
+def _render(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"coral evaluate: {Path(str(report['source'].get('predictions'))).name}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report["metrics"].items():
+        table.add_row(name, f"{value:.4f}")
+    out.print(table)
+    c = report["counts"]
+    out.print(f"{c['predictions']} predictions, {c['with_reference']} with references, {c['with_context']} with contexts")
+    if "bleu" in report["settings"]:
+        b = report["settings"]["bleu"]
+        out.print(f"BLEU: {b['variant']} {b.get('signature', '')}".rstrip())
+
+
+def _gates(values: Optional[list[str]]) -> dict[str, float]:
+    gates: dict[str, float] = {}
+    for item in values or []:
+        for part in item.split(","):
+            if part.strip():
+                name, value = _pair(part)
+                try:
+                    gates[name] = float(value)
+                except ValueError:
+                    raise CoralError(f"gate '{part}' needs a number", "write it as METRIC=VALUE, e.g. BLEU=0.01") from None
+    return gates
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise CoralError(f"expected name=value, got '{text}'", "e.g. --evaluator esim=runs/esim/checkpoints/best")
+    return name.strip(), value.strip()
+
+
+def _load_report(path: Path) -> dict[str, Any]:
+    try:
+        data = jsonlib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, jsonlib.JSONDecodeError) as exc:
+        raise CoralError(f"cannot read report {path}: {exc}", "pass files written by 'coral evaluate --json'") from None
+    if not isinstance(data, dict) or "metrics" not in data:
+        raise CoralError(f"{path} is not a coral evaluate report", "pass files written by 'coral evaluate --json'")
+    return data

@@ -1,0 +1,98 @@
+"""`coral evaluate`: every metric of the paper's Table 1 in one JSON report with the exact
+settings that produced it (BLEU signature, tokenisation, WordNet, evaluator checkpoints) and the
+package versions, so a number in CI can be traced and repeated."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from coral_cli import __version__
+from coral_cli.errors import CoralError
+from coral_cli.metrics import maude
+from coral_cli.metrics.bleu import bleu_scores, self_bleu
+from coral_cli.metrics.lexical import average_length, distinct_n
+from coral_cli.metrics.meteor import meteor
+from coral_cli.metrics.predictions import PredictionSet
+
+HIGHER_IS_BETTER = {"avg_len": True, "BLEU": True, "METEOR": True, "Dist-1": True, "Dist-2": True, "R3": True,
+                    "self-BLEU": False}
+DEFAULT_METRICS = ("avg_len", "bleu", "meteor", "distinct", "maude", "r3", "self-bleu")
+REPORT_KEYS = ("metrics", "counts", "settings", "source", "warnings", "gates", "versions")
+
+
+def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, evaluators: dict[str, str],
+             reward_checkpoint: str | None, margin: float, device: Any) -> dict[str, Any]:
+    """Compute the requested metric families; those that need what is missing are an error."""
+    out: dict[str, Any] = {}
+    settings: dict[str, Any] = {"words": "lowercase + whitespace"}
+    warnings: list[str] = []
+    refs_needed = {"bleu", "meteor"} & set(metrics)
+    if refs_needed and ps.references is None:
+        raise CoralError(f"{', '.join(sorted(refs_needed))} need references",
+                         "pass --references FILE, predictions with a 'reference', or --metrics without them")
+    if "avg_len" in metrics:
+        out["avg_len"] = average_length(ps.predictions)
+    if "distinct" in metrics:
+        out["Dist-1"], out["Dist-2"] = distinct_n(ps.predictions, 1), distinct_n(ps.predictions, 2)
+    if "bleu" in metrics:
+        scores, settings["bleu"] = bleu_scores(ps.predictions, ps.references, bleu_variant)
+        out.update(scores)
+    if "meteor" in metrics:
+        out["METEOR"], settings["meteor"] = meteor(ps.predictions, ps.references)
+    if "self-bleu" in metrics and any(len(s) > 1 for s in ps.samples):
+        out["self-BLEU"] = self_bleu(ps.samples)
+    scored = {k for k in ("maude", "r3") if k in metrics and (evaluators if k == "maude" else reward_checkpoint)}
+    if scored and ps.contexts is None:
+        raise CoralError("MAUDE and R3 need the contexts", "use 'coral generate' output or pass --contexts FILE")
+    reward_sha = maude.fingerprint(reward_checkpoint) if reward_checkpoint else None
+    if "maude" in scored:
+        settings["evaluators"] = {}
+        for name, path in evaluators.items():
+            info = maude.describe(path)
+            settings["evaluators"][name] = info
+            out[f"MAUDE-{name}"] = maude.mean_reward(path, ps.contexts, ps.predictions, device)
+            HIGHER_IS_BETTER[f"MAUDE-{name}"] = True
+            if reward_sha and info["sha1"] == reward_sha:
+                warnings.append(f"evaluator '{name}' is the very checkpoint that served as the training reward: "
+                                "its score measures the training objective, not quality (use an independently "
+                                "trained evaluator)")
+    if "r3" in scored:
+        f = maude.mean_reward(reward_checkpoint, ps.contexts, ps.predictions, device)
+        out["R3"] = f - margin
+        settings["reward"] = {**maude.describe(reward_checkpoint), "margin": margin}
+    return {
+        "metrics": out,
+        "counts": {"predictions": len(ps), "with_reference": len(ps) if ps.references else 0,
+                   "with_context": len(ps) if ps.contexts else 0,
+                   "samples_per_context": max((len(s) for s in ps.samples), default=1)},
+        "settings": settings,
+        "source": ps.source,
+        "warnings": warnings,
+        "gates": [],
+        "versions": versions(),
+    }
+
+
+def check_gates(report: dict[str, Any], under: dict[str, float], over: dict[str, float]) -> list[dict[str, Any]]:
+    """--fail-under name=value (fails when lower), --fail-over (fails when higher)."""
+    gates = []
+    for op, table in (("under", under), ("over", over)):
+        for name, threshold in table.items():
+            if name not in report["metrics"]:
+                raise CoralError(f"gate on unknown metric '{name}'",
+                                 f"metrics in this report: {', '.join(report['metrics'])}")
+            value = report["metrics"][name]
+            passed = value >= threshold if op == "under" else value <= threshold
+            gates.append({"metric": name, "fail": op, "threshold": threshold, "value": value, "passed": passed})
+    return gates
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"coral": __version__}
+    for pkg in ("sacrebleu", "nltk", "torch", "transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out

@@ -1,0 +1,129 @@
+import json
+
+import pytest
+from nltk.translate.meteor_score import meteor_score
+from sacrebleu.metrics import BLEU
+
+from coral_cli.metrics.bleu import bleu_scores
+from coral_cli.metrics.lexical import average_length, distinct_n
+from coral_cli.metrics.meteor import load_wordnet, meteor
+from coral_cli.metrics.report import REPORT_KEYS
+from coral_cli.rewards import build_reward, save_reward
+from tests.tiny import tiny_config
+
+PREDS = ["i am fine , thanks .", "it is five o'clock .", "yes , let us go ."]
+REFS = ["I am great , thanks .", "It's five o'clock now .", "No , I am tired ."]
+CONTEXTS = [["how are you ?"], ["what time is it ?"], ["shall we go ?"]]
+
+
+def write_predictions(tmp_path, preds=PREDS, refs=REFS, name="preds.jsonl", samples=None):
+    path = tmp_path / name
+    rows = [{"id": i, "context": c, "reference": r, "response": p, "responses": (samples[i] if samples else [p])}
+            for i, (c, r, p) in enumerate(zip(CONTEXTS, refs, preds))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_length_and_distinct_by_hand():
+    responses = ["a b a", "a c"]
+    assert average_length(responses) == 2.5
+    assert distinct_n(responses, 1) == pytest.approx(3 / 5)  # a, b, c over 5 tokens
+    assert distinct_n(responses, 2) == pytest.approx(3 / 3)  # (a b) (b a) (a c)
+    assert distinct_n(["a a a a"], 2) == pytest.approx(1 / 3)
+    assert distinct_n(["x"], 2) == 0.0
+
+
+def test_bleu_variants_match_the_libraries():
+    scores, settings = bleu_scores(PREDS, REFS, "sacrebleu")
+    metric = BLEU(lowercase=True)
+    direct = metric.corpus_score(PREDS, [REFS])
+    assert scores["BLEU"] == pytest.approx(direct.score / 100)
+    assert settings["signature"] == str(metric.get_signature()) and "case:lc" in settings["signature"]
+    assert scores["BLEU-1"] == pytest.approx(BLEU(max_ngram_order=1, lowercase=True).corpus_score(PREDS, [REFS]).score / 100)
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    nltk_direct = corpus_bleu([[r.lower().split()] for r in REFS], [p.lower().split() for p in PREDS],
+                              smoothing_function=SmoothingFunction().method1)
+    assert bleu_scores(PREDS, REFS, "nltk-corpus")[0]["BLEU"] == pytest.approx(nltk_direct)
+    for variant in ("sacrebleu", "nltk-corpus", "nltk-sentence"):
+        assert bleu_scores(REFS, REFS, variant)[0]["BLEU"] == pytest.approx(1.0)
+
+
+def test_meteor_matches_nltk_with_real_wordnet():
+    wn = load_wordnet()
+    assert wn.get_version() == "3.0" and wn.synsets("dog")
+    value, settings = meteor(PREDS[:1], REFS[:1])
+    assert value == pytest.approx(meteor_score([REFS[0].lower().split()], PREDS[0].lower().split(), wordnet=wn))
+    assert 0 < value < 1 and settings["wordnet_version"] == "3.0"
+    # synonyms count through WordNet: 'great' ~ 'fine' is not exact, but a stem/synonym match helps
+    assert meteor(["the dog runs"], ["the dog runs"])[0] > 0.9
+
+
+def test_json_report_has_exactly_the_documented_keys(cli, tmp_path):
+    path = write_predictions(tmp_path, samples=[[p, p + " ok"] for p in PREDS])
+    result = cli("evaluate", "-p", str(path), "--json", "--metrics", "avg_len,bleu,meteor,distinct,self-bleu")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stdout is the JSON document and nothing else
+    assert tuple(report) == REPORT_KEYS
+    assert set(report["metrics"]) == {"avg_len", "Dist-1", "Dist-2", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "BLEU",
+                                      "METEOR", "self-BLEU"}
+    assert report["settings"]["bleu"]["variant"] == "sacrebleu" and "tok:13a" in report["settings"]["bleu"]["signature"]
+    assert report["counts"] == {"predictions": 3, "with_reference": 3, "with_context": 3, "samples_per_context": 2}
+    assert report["versions"]["sacrebleu"] and report["versions"]["nltk"]
+
+
+def test_gates_and_exit_codes(cli, tmp_path):
+    path = write_predictions(tmp_path)
+    base = ["evaluate", "-p", str(path), "--metrics", "avg_len,distinct", "--json"]
+    assert cli(*base, "--fail-under", "avg_len=3,Dist-1=0.5").exit_code == 0
+    failed = cli(*base, "--fail-under", "avg_len=10", "--fail-over", "Dist-2=0.5")
+    assert failed.exit_code == 1
+    assert "gate failed: avg_len" in failed.stderr and "gate failed: Dist-2" in failed.stderr
+    gates = json.loads(failed.stdout)["gates"]
+    assert [(g["metric"], g["passed"]) for g in gates] == [("avg_len", False), ("Dist-2", False)]
+    unknown = cli(*base, "--fail-under", "BLUE=0.1")
+    assert unknown.exit_code == 2 and "gate on unknown metric 'BLUE'" in unknown.stderr
+
+
+def test_bad_input_is_exit_2_naming_the_line(cli, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"response": "ok", "reference": "ok"}\n{"reference": "x"}\n')
+    result = cli("evaluate", "-p", str(bad))
+    assert result.exit_code == 2 and "bad.jsonl:2: no 'response'" in result.stderr
+    preds, refs = tmp_path / "p.txt", tmp_path / "r.txt"
+    preds.write_text("a\nb\nc\n")
+    refs.write_text("a\nb\n")
+    result = cli("evaluate", "-p", str(preds), "--references", str(refs))
+    assert result.exit_code == 2 and "r.txt has 2 references but there are 3 predictions" in result.stderr
+    assert cli("evaluate", "-p", str(preds)).exit_code == 2  # BLEU without references
+
+
+def test_text_files_ground_truth_row_maude_and_compare(cli, tmp_path):
+    preds, refs, ctxs = tmp_path / "p.txt", tmp_path / "r.txt", tmp_path / "c.txt"
+    preds.write_text("\n".join(PREDS) + "\n")
+    refs.write_text("\n".join(REFS) + "\n")
+    ctxs.write_text("\n".join(" [SEP] ".join(c) for c in CONTEXTS) + "\n")
+    ckpt = tmp_path / "esim"
+    save_reward(build_reward(tiny_config("esim").retriever, "bundled").eval(), ckpt)
+    args = ["evaluate", "-p", str(preds), "--references", str(refs), "--contexts", str(ctxs), "--evaluator",
+            f"esim={ckpt}", "--reward-checkpoint", str(ckpt), "--margin", "0.2", "--json", "--metrics",
+            "avg_len,bleu,distinct,maude,r3"]
+    model = cli(*args)
+    assert model.exit_code == 0, model.output
+    report = json.loads(model.stdout)
+    assert 0 < report["metrics"]["MAUDE-esim"] < 1
+    assert report["metrics"]["R3"] == pytest.approx(report["metrics"]["MAUDE-esim"] - 0.2)
+    assert report["settings"]["evaluators"]["esim"]["model"] == "esim"
+    assert any("training reward" in w for w in report["warnings"]) and "warning:" in model.stderr
+    truth = cli(*args, "--references-as-predictions")
+    truth_report = json.loads(truth.stdout)
+    assert truth_report["metrics"]["BLEU"] == pytest.approx(1.0)
+    assert truth_report["metrics"]["avg_len"] == pytest.approx(average_length(REFS))
+    (tmp_path / "model.json").write_text(model.stdout)
+    (tmp_path / "truth.json").write_text(truth.stdout)
+    md = cli("evaluate", "compare", str(tmp_path / "model.json"), str(tmp_path / "truth.json"), "--markdown")
+    assert md.exit_code == 0, md.output
+    line = next(x for x in md.stdout.splitlines() if x.startswith("| BLEU |"))
+    assert "(+" in line and md.stdout.startswith("| metric | model | truth |")
+    assert cli("evaluate", "compare", str(tmp_path / "model.json")).exit_code == 0
+    assert cli("evaluate", "compare", str(preds)).exit_code == 2
