@@ -89,3 +89,13 @@ def test_utterance_pool_is_distinct_training_utterances():
     pool = utterance_pool(DataConfig())
     assert len(pool) == len(set(pool)) == 72_256
     assert "Say , Jim , how about going for a few beers after dinner ?" in pool
+
+
+def test_training_halves_are_disjoint_and_cover_the_split():
+    a = load_pairs(DataConfig(train_half="a"), "train")
+    b = load_pairs(DataConfig(train_half="b"), "train")
+    assert len(a) + len(b) == 76_052
+    assert not set(a["dialogue_id"]) & set(b["dialogue_id"])
+    assert len(load_pairs(DataConfig(train_half="a"), "validation")) == 7_069  # only train is halved
+    pool_a, pool_b = utterance_pool(DataConfig(train_half="a")), utterance_pool(DataConfig(train_half="b"))
+    assert set(a["response"]) <= set(pool_a) and len(pool_a) < 72_256 and len(pool_b) < 72_256

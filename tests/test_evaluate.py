@@ -95,7 +95,9 @@ def test_bad_input_is_exit_2_naming_the_line(cli, tmp_path):
     refs.write_text("a\nb\n")
     result = cli("evaluate", "-p", str(preds), "--references", str(refs))
     assert result.exit_code == 2 and "r.txt has 2 references but there are 3 predictions" in result.stderr
-    assert cli("evaluate", "-p", str(preds)).exit_code == 2  # BLEU without references
+    assert cli("evaluate", "-p", str(preds), "--metrics", "bleu").exit_code == 2  # BLEU needs references
+    alone = cli("evaluate", "-p", str(preds), "--json")  # by default: what the inputs allow
+    assert alone.exit_code == 0 and set(json.loads(alone.stdout)["metrics"]) == {"avg_len", "Dist-1", "Dist-2"}
 
 
 def test_text_files_ground_truth_row_maude_and_compare(cli, tmp_path):
@@ -120,7 +122,8 @@ def test_text_files_ground_truth_row_maude_and_compare(cli, tmp_path):
     assert truth_report["metrics"]["BLEU"] == pytest.approx(1.0)
     assert truth_report["metrics"]["avg_len"] == pytest.approx(average_length(REFS))
     (tmp_path / "model.json").write_text(model.stdout)
-    (tmp_path / "truth.json").write_text(truth.stdout)
+    assert cli(*args, "--references-as-predictions", "--out", str(tmp_path / "truth.json")).exit_code == 0
+    assert json.loads((tmp_path / "truth.json").read_text())["metrics"] == truth_report["metrics"]
     md = cli("evaluate", "compare", str(tmp_path / "model.json"), str(tmp_path / "truth.json"), "--markdown")
     assert md.exit_code == 0, md.output
     line = next(x for x in md.stdout.splitlines() if x.startswith("| BLEU |"))

@@ -9,6 +9,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from coral_cli.commands import chat as chat_cmd
 from coral_cli.commands import config as config_cmd
 from coral_cli.commands import coral as coral_cmd
 from coral_cli.commands import data as data_cmd
@@ -68,6 +69,7 @@ app.add_typer(coral_cmd.app, name="coral")
 app.command("generate")(generate_cmd.generate)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(evaluate_cmd.app, name="evaluate")
+app.command("chat")(chat_cmd.chat)
 app.command("env")(env_cmd.env)
 app.command("plugins")(plugins_cmd.plugins)
 

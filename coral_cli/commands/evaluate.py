@@ -28,7 +28,7 @@ def evaluate(
     predictions: Annotated[Optional[Path], typer.Option("--predictions", "-p", help="coral generate JSONL, or a text file.")] = None,
     references: Annotated[Optional[Path], typer.Option(help="Line-aligned reference texts.")] = None,
     contexts: Annotated[Optional[Path], typer.Option(help="Line-aligned contexts (JSON list or ' [SEP] '-joined).")] = None,
-    metrics: Annotated[str, typer.Option(help="Comma list of: avg_len, bleu, meteor, distinct, maude, r3, self-bleu.")] = "avg_len,bleu,meteor,distinct,maude,r3,self-bleu",
+    metrics: Annotated[Optional[str], typer.Option(help="Comma list of: avg_len, bleu, meteor, distinct, maude, r3, self-bleu. [default: all the inputs allow]")] = None,
     bleu: Annotated[str, typer.Option(help="sacrebleu, nltk-corpus or nltk-sentence (see README).")] = "sacrebleu",
     evaluator: Annotated[Optional[list[str]], typer.Option(help="name=DIR of a MAUDE evaluator retriever (repeatable).")] = None,
     reward_checkpoint: Annotated[Optional[str], typer.Option(help="The training reward: report its mean R3, warn on reuse.")] = None,
@@ -38,6 +38,7 @@ def evaluate(
     fail_over: Annotated[Optional[list[str]], typer.Option(help="name=value[,...]: exit 1 if a metric is above.")] = None,
     device: Device = None,
     json: Json = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the JSON report to this file.")] = None,
 ) -> None:
     """Score predictions against references and with retriever evaluators."""
     if ctx.invoked_subcommand:
@@ -47,13 +48,13 @@ def evaluate(
     from coral_cli.device import pick_device
     from coral_cli.metrics.bleu import VARIANTS
     from coral_cli.metrics.predictions import attach_contexts, attach_references, read_predictions
-    from coral_cli.metrics.report import DEFAULT_METRICS, check_gates
+    from coral_cli.metrics.report import METRIC_FAMILIES, check_gates, default_families
     from coral_cli.metrics.report import evaluate as run_evaluation
 
-    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in DEFAULT_METRICS]
+    chosen = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METRIC_FAMILIES]
     if unknown:
-        raise CoralError(f"unknown metric(s) {', '.join(unknown)}", f"choose from {', '.join(DEFAULT_METRICS)}")
+        raise CoralError(f"unknown metric(s) {', '.join(unknown)}", f"choose from {', '.join(METRIC_FAMILIES)}")
     if bleu not in VARIANTS:
         raise CoralError(f"unknown BLEU variant '{bleu}'", f"choose from {', '.join(VARIANTS)}")
     ps = read_predictions(predictions)
@@ -66,6 +67,7 @@ def evaluate(
             raise CoralError("--references-as-predictions needs references", "pass --references FILE")
         ps.predictions, ps.samples = list(ps.references), [[r] for r in ps.references]
         ps.source["references_as_predictions"] = True
+    chosen = chosen or default_families(ps)
     under, over = _gates(fail_under), _gates(fail_over)
     evaluators = dict(_pair(e) for e in evaluator or [])
     with err.status("scoring"):
@@ -73,6 +75,10 @@ def evaluate(
     report["gates"] = check_gates(report, under, over)
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
+    if out_file:
+        from coral_cli.atomic import atomic_write_text
+
+        atomic_write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if json:
         print_json(report)
     else:
@@ -91,7 +97,7 @@ def compare(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
 ) -> None:
     """Side-by-side metrics of several reports, with deltas against the first."""
-    from coral_cli.metrics.report import HIGHER_IS_BETTER
+    from coral_cli.metrics.report import higher_is_better
 
     loaded = [_load_report(p) for p in reports]
     names = list(dict.fromkeys(k for r in loaded for k in r["metrics"]))
@@ -119,8 +125,7 @@ def compare(
     for h in header:
         table.add_column(h, justify="left" if h == "metric" else "right")
     for row in rows:
-        up = HIGHER_IS_BETTER.get(row[0], HIGHER_IS_BETTER.get(row[0].split("-")[0], True))
-        table.add_row(row[0] + (" ↑" if up else " ↓"), *row[1:])
+        table.add_row(row[0] + (" ↑" if higher_is_better(row[0]) else " ↓"), *row[1:])
     out.print(table)
 
 

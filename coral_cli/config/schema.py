@@ -38,6 +38,8 @@ class DataConfig:
     )
     max_response_tokens: int = opt(64, "response token budget (right truncation)", min=1)
     max_pairs: int = opt(0, "use only the first N pairs of each split (0 = all)", min=0)
+    train_half: str = opt("", "'' = all training dialogues; 'a' / 'b' = one of two disjoint halves (even / odd "
+                          "dialogues), e.g. to train evaluators independent of the reward", choices=("", "a", "b"))
     cache_dir: str = opt("", "tokenization cache; '' = $CORAL_CACHE_DIR or ~/.cache/coral")
 
     def problems(self) -> list[str]:

@@ -80,6 +80,8 @@ def load_pairs(cfg: DataConfig, split: str) -> Dataset:
     else:
         min_context = cfg.min_context_turns.get(split, 1)
         pairs = dialogue_pairs(load_dialogues(cfg, split), split, min_context)
+    if split == "train" and cfg.train_half:
+        pairs = [p for p in pairs if _in_half(p.dialogue_id, cfg.train_half)]
     if cfg.max_pairs:
         pairs = pairs[: cfg.max_pairs]
     if not pairs:
@@ -93,7 +95,17 @@ def utterance_pool(cfg: DataConfig, split: str = "train") -> list[str]:
     if src.kind == "ubuntu":
         ds = load_pairs(replace(cfg, max_pairs=0), split)
         return distinct_utterances([*ds["context"], ds["response"]])
-    return distinct_utterances(load_dialogues(cfg, split))
+    dialogues = load_dialogues(cfg, split)
+    if split == "train" and cfg.train_half:
+        dialogues = [d for i, d in enumerate(dialogues) if _in_half(f"train-{i}", cfg.train_half)]
+    return distinct_utterances(dialogues)
+
+
+def _in_half(dialogue_id: str, half: str) -> bool:
+    """Half 'a' holds the even-numbered dialogues (by the number after the last '-'), 'b' the odd."""
+    digits = dialogue_id.rsplit("-", 1)[-1]
+    index = int(digits) if digits.isdigit() else sum(map(ord, dialogue_id))
+    return (index % 2 == 0) == (half == "a")
 
 
 def available_splits(cfg: DataConfig) -> tuple[str, ...]:

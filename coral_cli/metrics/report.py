@@ -15,9 +15,17 @@ from coral_cli.metrics.lexical import average_length, distinct_n
 from coral_cli.metrics.meteor import meteor
 from coral_cli.metrics.predictions import PredictionSet
 
-HIGHER_IS_BETTER = {"avg_len": True, "BLEU": True, "METEOR": True, "Dist-1": True, "Dist-2": True, "R3": True,
-                    "self-BLEU": False}
-DEFAULT_METRICS = ("avg_len", "bleu", "meteor", "distinct", "maude", "r3", "self-bleu")
+LOWER_IS_BETTER = {"self-BLEU"}  # every other metric is better when higher
+METRIC_FAMILIES = ("avg_len", "bleu", "meteor", "distinct", "maude", "r3", "self-bleu")
+
+
+def higher_is_better(name: str) -> bool:
+    return name not in LOWER_IS_BETTER
+
+
+def default_families(ps: PredictionSet) -> tuple[str, ...]:
+    """Every family the inputs allow: reference metrics only with references."""
+    return tuple(m for m in METRIC_FAMILIES if ps.references is not None or m not in ("bleu", "meteor"))
 REPORT_KEYS = ("metrics", "counts", "settings", "source", "warnings", "gates", "versions")
 
 
@@ -52,7 +60,6 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
             info = maude.describe(path)
             settings["evaluators"][name] = info
             out[f"MAUDE-{name}"] = maude.mean_reward(path, ps.contexts, ps.predictions, device)
-            HIGHER_IS_BETTER[f"MAUDE-{name}"] = True
             if reward_sha and info["sha1"] == reward_sha:
                 warnings.append(f"evaluator '{name}' is the very checkpoint that served as the training reward: "
                                 "its score measures the training objective, not quality (use an independently "

@@ -1,0 +1,164 @@
+"""A chat session: for each user turn the generator proposes N candidates, each with f_R, R3 and
+its mean token log-prob; the reply is the best by R3 (a reranked best-of-N, which the paper does
+not have) or the model's first sample. Used by the Textual app and by `coral chat --plain`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from coral_cli.config.schema import GenerateConfig
+from coral_cli.data.encode import join_context
+from coral_cli.errors import CoralError
+from coral_cli.generation.sampling import sample_responses
+from coral_cli.generator.batch import encoder_inputs, seq2seq_batch
+from coral_cli.generator.logprobs import token_logprobs
+from coral_cli.tokenizer import wordpiece_text
+
+
+@dataclass
+class ChatSettings:
+    """What the user can change while chatting."""
+
+    n: int = 4  # candidates per turn
+    strategy: str = "nucleus"  # greedy, beam or nucleus
+    top_p: float = 0.9
+    temperature: float = 1.0
+    max_new_tokens: int = 32
+    margin: float = 0.0  # R3 = f_R - margin
+    rerank: bool = True  # reply with the best candidate by R3, else the first sample
+
+    def decoding(self) -> GenerateConfig:
+        n = 1 if self.strategy == "greedy" else self.n
+        return GenerateConfig(strategy=self.strategy, top_p=self.top_p, temperature=self.temperature,
+                              max_new_tokens=self.max_new_tokens, num_return_sequences=n, num_beams=max(4, n),
+                              min_new_tokens=1)
+
+
+@dataclass
+class Candidate:
+    text: str
+    logprob: float  # mean token log-prob under the generator
+    tokens: list[tuple[str, float]]  # (word piece, probability) of each generated token
+    f_r: float | None = None
+    r3: float | None = None
+
+
+@dataclass
+class Turn:
+    user: str
+    context: list[str]  # the utterances before the reply (user turn included)
+    seen_context: str  # the truncated context the model actually saw, as text
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: int = 0
+
+    @property
+    def reply(self) -> str:
+        return self.candidates[self.chosen].text if self.candidates else ""
+
+
+class ChatSession:
+    """History + generation + scoring; no UI code."""
+
+    def __init__(self, model: Any, tok: Any, reward: Any | None, max_context_tokens: int,
+                 settings: ChatSettings | None = None, history: list[str] | None = None) -> None:
+        self.model, self.tok, self.reward = model.eval(), tok, reward
+        self.max_context_tokens = max_context_tokens
+        self.settings = settings or ChatSettings()
+        self.prefix = list(history or [])  # e.g. a DailyDialog context to start from
+        self.turns: list[Turn] = []
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def history(self) -> list[str]:
+        out = list(self.prefix)
+        for t in self.turns:
+            out += [t.user, t.reply]
+        return out
+
+    def say(self, text: str) -> Turn:
+        """Add a user turn and propose candidates for it."""
+        text = text.strip()
+        if not text:
+            raise CoralError("empty message", "type something to say")
+        turn = Turn(text, self.history() + [text], "")
+        self.turns.append(turn)
+        try:
+            self._propose(turn)
+        except Exception:
+            self.turns.pop()
+            raise
+        return turn
+
+    def regenerate(self) -> Turn:
+        if not self.turns:
+            raise CoralError("nothing to regenerate", "say something first")
+        self._propose(self.turns[-1])
+        return self.turns[-1]
+
+    def choose(self, index: int) -> Turn:
+        turn = self.turns[-1]
+        if not 0 <= index < len(turn.candidates):
+            raise CoralError(f"no candidate {index + 1}", f"pick 1..{len(turn.candidates)}")
+        turn.chosen = index
+        return turn
+
+    def undo(self) -> None:
+        if self.turns:
+            self.turns.pop()
+
+    def clear(self) -> None:
+        self.turns, self.prefix = [], []
+
+    def transcript(self) -> list[dict[str, Any]]:
+        """JSON-ready turns with every candidate's scores."""
+        return [{"turn": i, "context": t.context, "seen_context": t.seen_context, "user": t.user, "reply": t.reply,
+                 "chosen": t.chosen, "settings": dataclasses.asdict(self.settings),
+                 "candidates": [{"text": c.text, "f_R": c.f_r, "R3": c.r3, "logprob": c.logprob} for c in t.candidates]}
+                for i, t in enumerate(self.turns)]
+
+    @torch.inference_mode()
+    def _propose(self, turn: Turn) -> None:
+        tok, s = self.tok, self.settings
+        ids = join_context(tok(turn.context, add_special_tokens=False)["input_ids"], tok.sep_token_id,
+                           self.max_context_tokens)
+        turn.seen_context = tok.decode(ids)
+        enc, mask = encoder_inputs([ids], tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, self.device)
+        samples = sample_responses(self.model, enc, mask, s.decoding())
+        rows = samples.ids.masked_fill(~samples.mask, tok.pad_token_id).tolist()
+        responses = [[t for t in r if t != tok.pad_token_id] for r in rows]
+        batch = seq2seq_batch([ids] * len(responses), responses, tok.cls_token_id, tok.sep_token_id,
+                              tok.pad_token_id, self.device)
+        logp = token_logprobs(self.model, batch)
+        candidates = []
+        for j, resp in enumerate(responses):
+            n = len(resp) + (1 if bool(samples.ended[j]) else 0)
+            lp = logp[j, : max(n, 1)]
+            pieces = tok.convert_ids_to_tokens(resp)
+            probs = lp[: len(resp)].exp().tolist()
+            candidates.append(Candidate(wordpiece_text(tok, resp), float(lp.mean()), list(zip(pieces, probs))))
+        if self.reward is not None:  # f_R against the truncated context the generator saw
+            f = self.reward.score_ids([ids] * len(responses), responses).tolist()
+            for c, value in zip(candidates, f):
+                c.f_r, c.r3 = value, value - s.margin
+        if s.rerank and self.reward is not None:
+            candidates.sort(key=lambda c: -c.r3)
+        turn.candidates, turn.chosen = candidates, 0
+
+    def rescore(self) -> None:
+        """Re-apply the margin / rerank setting to the last turn (no new generation)."""
+        if not self.turns:
+            return
+        turn = self.turns[-1]
+        chosen = turn.candidates[turn.chosen] if turn.candidates else None
+        for c in turn.candidates:
+            if c.f_r is not None:
+                c.r3 = c.f_r - self.settings.margin
+        if self.settings.rerank and self.reward is not None:
+            turn.candidates.sort(key=lambda c: -c.r3)
+        turn.chosen = turn.candidates.index(chosen) if chosen else 0

@@ -1,0 +1,1 @@
+"""Textual front ends (a thin client of the core)."""
