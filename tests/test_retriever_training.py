@@ -113,3 +113,22 @@ def test_cli_train_eval_score(cli, tmp_path):
     assert empty.exit_code == 2 and "empty context" in empty.stderr
     wrong = cli("retriever", "score", "-c", str(tmp_path / "e"), input=lines)
     assert wrong.exit_code == 2 and "not a checkpoint folder" in wrong.stderr
+
+
+def test_eval_on_dstc7_json_uses_the_official_candidates(cli, tmp_path):
+    from coral_cli.rewards import save_reward
+    from tests.test_ubuntu import _example
+
+    data = tmp_path / "dstc7"
+    data.mkdir()
+    (data / "ubuntu_test_subtask_1.json").write_text(json.dumps([_example(i, answer_index=i * 7) for i in range(6)]))
+    ckpt = tmp_path / "esim"
+    save_reward(build_reward(tiny_config("esim").retriever, "bundled").eval(), ckpt)
+    result = cli("retriever", "eval", "-c", str(ckpt), "--dataset", "ubuntu", "--data-dir", str(data), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["protocol"] == "official DSTC7 candidates"
+    metrics = report["metrics"]
+    assert metrics["candidates"] == 100 and metrics["contexts"] == 6
+    assert set(metrics) >= {"R100@1", "R100@10", "R100@50", "MRR"}
+    assert metrics["R100@1"] <= metrics["R100@10"] <= metrics["R100@50"] <= 1.0

@@ -132,7 +132,8 @@ def compare(
 def _render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"coral evaluate: {Path(str(report['source'].get('predictions'))).name}", title_justify="left")
+    out.print(f"[bold]coral evaluate[/]: {report['source'].get('predictions')}")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in report["metrics"].items():

@@ -26,7 +26,7 @@ def bleu_scores(predictions: Sequence[str], references: Sequence[str], variant: 
 
         scores, signature = {}, ""
         for n in range(1, 5):
-            metric = BLEU(max_ngram_order=n, lowercase=True)
+            metric = BLEU(max_ngram_order=n, lowercase=True, force=True)  # DailyDialog is pre-tokenised
             scores[f"BLEU-{n}"] = metric.corpus_score(list(predictions), [list(references)]).score / 100
             signature = str(metric.get_signature())
         settings = {"variant": variant, "signature": signature, "tokenize": "13a, lowercased"}
