@@ -14,8 +14,8 @@ from coral_cli.config.schema import GenerateConfig
 from coral_cli.data.encode import join_context
 from coral_cli.errors import CoralError
 from coral_cli.generation.sampling import sample_responses
-from coral_cli.generator.batch import encoder_inputs, seq2seq_batch
-from coral_cli.generator.logprobs import token_logprobs
+from coral_cli.generation.responses import score_samples
+from coral_cli.generator.batch import encoder_inputs
 from coral_cli.tokenizer import wordpiece_text
 
 
@@ -130,18 +130,12 @@ class ChatSession:
         turn.seen_context = tok.decode(ids)
         enc, mask = encoder_inputs([ids], tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, self.device)
         samples = sample_responses(self.model, enc, mask, s.decoding())
-        rows = samples.ids.masked_fill(~samples.mask, tok.pad_token_id).tolist()
-        responses = [[t for t in r if t != tok.pad_token_id] for r in rows]
-        batch = seq2seq_batch([ids] * len(responses), responses, tok.cls_token_id, tok.sep_token_id,
-                              tok.pad_token_id, self.device)
-        logp = token_logprobs(self.model, batch)
+        responses, logp, scored = score_samples(self.model, tok, [ids] * len(samples.ids), samples)
         candidates = []
         for j, resp in enumerate(responses):
-            n = len(resp) + (1 if bool(samples.ended[j]) else 0)
-            lp = logp[j, : max(n, 1)]
-            pieces = tok.convert_ids_to_tokens(resp)
-            probs = lp[: len(resp)].exp().tolist()
-            candidates.append(Candidate(wordpiece_text(tok, resp), float(lp.mean()), list(zip(pieces, probs))))
+            mean = float(logp[j].sum() / max(int(scored[j]), 1))
+            probs = logp[j, : len(resp)].exp().tolist()
+            candidates.append(Candidate(wordpiece_text(tok, resp), mean, list(zip(tok.convert_ids_to_tokens(resp), probs))))
         if self.reward is not None:  # f_R against the truncated context the generator saw
             f = self.reward.score_ids([ids] * len(responses), responses).tolist()
             for c, value in zip(candidates, f):

@@ -11,9 +11,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generation.sampling import sample_responses
-from coral_cli.generator.batch import encoder_inputs, seq2seq_batch
-from coral_cli.generator.logprobs import sequence_logprobs
+from coral_cli.generation.sampling import Samples, sample_responses
+from coral_cli.generator.batch import IGNORE, encoder_inputs, seq2seq_batch
+from coral_cli.generator.logprobs import token_logprobs
 from coral_cli.training.batching import token_budget_batches
 
 
@@ -36,19 +36,27 @@ def generate_for_contexts(
         ids, mask = encoder_inputs(ctx, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, device)
         samples = sample_responses(model, ids, mask, g)
         texts = samples.texts(tok)
-        rows = samples.ids.masked_fill(~samples.mask, tok.pad_token_id).tolist()
-        responses = [[t for t in r if t != tok.pad_token_id] for r in rows]
-        with torch.inference_mode():
-            batch = seq2seq_batch([c for c in ctx for _ in range(n)], responses,
-                                  tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, device)
-            cut = ~samples.ended  # stopped by max_new_tokens: no [SEP] was chosen, so none is scored
-            last = batch.labels.ne(-100).sum(1) - 1
-            batch.labels[cut, last[cut]] = -100
-            total, count = sequence_logprobs(model, batch)
-            mean = (total / count.clamp(min=1)).tolist()
+        _, logp, scored = score_samples(model, tok, [c for c in ctx for _ in range(n)], samples)
+        mean = (logp.sum(1) / scored.clamp(min=1)).tolist()
         for j, i in enumerate(idx):
             sl = slice(j * n, (j + 1) * n)
             results[i] = {"responses": texts[sl], "logprobs": [round(x, 5) for x in mean[sl]]}
         if on_batch:
             on_batch(len(idx))
     return results
+
+
+@torch.inference_mode()
+def score_samples(model: PreTrainedModel, tok: PreTrainedTokenizerBase, contexts: Sequence[Sequence[int]],
+                  samples: Samples) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+    """Teacher-forced re-score of generated samples (one context per sample row) ->
+    (response ids, (N, T) token log-probs, 0 past the end; (N,) scored tokens). [SEP] is scored
+    only where the model produced it (not for responses cut at max_new_tokens)."""
+    rows = samples.ids.masked_fill(~samples.mask, tok.pad_token_id).tolist()
+    responses = [[t for t in r if t != tok.pad_token_id] for r in rows]
+    batch = seq2seq_batch(contexts, responses, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id,
+                          samples.ids.device)
+    cut = ~samples.ended
+    last = batch.labels.ne(IGNORE).sum(1) - 1
+    batch.labels[cut, last[cut]] = IGNORE
+    return responses, token_logprobs(model, batch), batch.labels.ne(IGNORE).sum(1)

@@ -18,8 +18,3 @@ def token_logprobs(model: PreTrainedModel, batch: Seq2SeqBatch) -> torch.Tensor:
     logp = F.log_softmax(logits.float(), dim=-1).gather(-1, batch.labels.clamp(min=0)[..., None]).squeeze(-1)
     return logp * valid
 
-
-def sequence_logprobs(model: PreTrainedModel, batch: Seq2SeqBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum over tokens (B,), number of tokens (B,)) of log P(r | c)."""
-    logp = token_logprobs(model, batch)
-    return logp.sum(-1), batch.labels.ne(IGNORE).sum(-1)

@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from coral_cli.config.schema import CoralConfig
 from coral_cli.generation.sampling import sample_responses
 from coral_cli.generator.batch import IGNORE, TrainBatch, encoder_inputs, seq2seq_batch
+from coral_cli.generator.logprobs import token_logprobs
 from coral_cli.generator.model import save_generator
 from coral_cli.rewards.base import RewardModel
 from coral_cli.rewards.packing import pad_ids
@@ -92,10 +93,7 @@ def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp
     count = torch.zeros((), device=task.device)
     for idx in token_budget_batches(lengths, t.batch_tokens, t.max_batch_size, seed=None):
         batch = task.make_batch([ctx[i] for i in idx], [resp[i] for i in idx])
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
-        total += torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(),
-                                                   ignore_index=IGNORE, reduction="sum")
+        total -= token_logprobs(model, batch).sum()
         count += batch.labels.ne(IGNORE).sum()
     return float(total / count.clamp(min=1))
 
