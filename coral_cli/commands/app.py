@@ -9,6 +9,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from coral_cli.commands import bench as bench_cmd
 from coral_cli.commands import chat as chat_cmd
 from coral_cli.commands import config as config_cmd
 from coral_cli.commands import coral as coral_cmd
@@ -70,6 +71,7 @@ app.command("generate")(generate_cmd.generate)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(evaluate_cmd.app, name="evaluate")
 app.command("chat")(chat_cmd.chat)
+app.command("bench")(bench_cmd.bench)
 app.command("env")(env_cmd.env)
 app.command("plugins")(plugins_cmd.plugins)
 

@@ -1,0 +1,96 @@
+"""One benchmark run: every stage at the sizes of the given config, on the same data.
+
+- CE training throughput of our trainer vs transformers' Seq2SeqTrainer (same model, same pairs,
+  its batch size = our mean examples per token-budget batch);
+- a CORAL mix-policy step vs a CE step (the cost of sampling + reward in the loop);
+- batched generation vs a per-example `model.generate` loop (responses/s);
+- reward scoring pairs/s of each retriever; peak memory of each stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from coral_cli import __version__
+from coral_cli.bench.stages import generation_speed, hf_trainer_throughput, reward_speed, train_throughput
+from coral_cli.config.schema import CoralConfig
+from coral_cli.data.encode import encode_pairs
+from coral_cli.data.sources import load_pairs
+from coral_cli.device import describe_device, pick_device
+from coral_cli.generator.model import build_generator
+from coral_cli.objectives.coral import CoralObjective
+from coral_cli.objectives.cross_entropy import CrossEntropy
+from coral_cli.registry import SAMPLERS
+from coral_cli.rewards.checkpoint import build_reward
+from coral_cli.rewards.retrieval_data import retrieval_data
+from coral_cli.samplers.base import SamplerEnv
+from coral_cli.tokenizer import load_tokenizer
+from coral_cli.training.batching import token_budget_batches
+
+
+def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
+    device = pick_device(cfg.runtime.device)
+    tok = load_tokenizer(cfg.tokenizer.name)
+    train = retrieval_data(cfg.data, "train", tok)
+    data = {"context_ids": train.context_ids, "response_ids": train.response_ids, "pool_index": train.pool_index}
+    val = {"context_ids": train.context_ids[:8], "response_ids": train.response_ids[:8]}
+    lengths = np.array([len(c) + len(r) + 3 for c, r in zip(train.context_ids, train.response_ids)])
+    plan = token_budget_batches(lengths, cfg.train.batch_tokens, cfg.train.max_batch_size, cfg.runtime.seed)
+    batch_size = max(1, int(round(np.mean([len(b) for b in plan]))))
+
+    ce_cfg = copy.deepcopy(cfg)
+    ce_cfg.objective.loss = "ce"
+    ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy(), None, steps, device)
+    hf = hf_trainer_throughput(copy.deepcopy(cfg), tok, data, steps, batch_size, device)
+    reward = build_reward(cfg.retriever, cfg.tokenizer.name).to(device).eval().requires_grad_(False)
+    coral_cfg = copy.deepcopy(cfg)
+    coral_cfg.objective.loss, coral_cfg.objective.policy = "coral", "mix"
+    o = coral_cfg.objective
+    env = SamplerEnv(train.pool_ids, tok, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens)
+    samplers = {name: SAMPLERS.get(name)(env) for name in ("positive", o.negative_sampler, o.on_policy_sampler)}
+    coral = train_throughput(coral_cfg, tok, data, val, CoralObjective(o, reward, samplers, tok), reward, steps, device)
+
+    test = encode_pairs(load_pairs(cfg.data, "test"), tok, cfg.data)
+    model = build_generator(cfg.generator, tok).to(device).eval()
+    gen = generation_speed(model, tok, test["context_ids"][:contexts], cfg.generate, device)
+
+    ctx = [c for c in test["context_ids"][:pairs]]
+    resp = [r for r in test["response_ids"][:pairs]]
+    scoring = {}
+    for name in rewards:
+        r_cfg = dataclasses.replace(cfg.retriever, model=name, args={})
+        scoring[name] = reward_speed(build_reward(r_cfg, cfg.tokenizer.name), ctx, resp, device)
+
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "commit": _commit(),
+        "coral_version": __version__,
+        "machine": {"platform": platform.platform(), "device": describe_device(cfg.runtime.device),
+                    "torch": torch.__version__},
+        "sizes": {"generator": dataclasses.asdict(cfg.generator), "batch_tokens": cfg.train.batch_tokens,
+                  "mean_examples_per_batch": batch_size, "train_pairs": len(train), "retriever_backbone": cfg.retriever.backbone},
+        "ce_training": {"coral_trainer": ce, "hf_seq2seq_trainer": hf,
+                        "throughput_ratio": ce["tokens_per_s"] / hf["tokens_per_s"]},
+        "coral_mix_step": {"coral": coral, "ce": ce, "step_time_ratio": coral["seconds_per_step"] / ce["seconds_per_step"],
+                           "p_plus": o.p_plus},
+        "generation": {**gen, "decoding": dataclasses.asdict(cfg.generate)},
+        "reward_scoring": scoring,
+    }
+
+
+def _commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,41 @@
+"""`coral bench`: JSON of each stage's speed, ours next to the standard tool, at the config's sizes."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from coral_cli.commands.console import err, print_json
+from coral_cli.commands.options import Device, MaxPairs, Recipe, Sets, load_config
+
+
+def bench(
+    recipe: Recipe = None,
+    sets: Sets = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per training measurement.", min=2)] = 20,
+    contexts: Annotated[int, typer.Option(help="Test contexts for the generation measurement.", min=1)] = 200,
+    pairs: Annotated[int, typer.Option(help="Pairs for the reward-scoring measurement.", min=8)] = 2000,
+    rewards: Annotated[str, typer.Option(help="Retrievers to time, comma separated.")] = "bert,esim,dmi",
+    max_pairs: MaxPairs = None,
+    device: Device = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (else stdout).")] = None,
+) -> None:
+    """Measure CE vs Seq2SeqTrainer throughput, CORAL vs CE step time, generation, reward scoring."""
+    from coral_cli.atomic import atomic_write_text
+    from coral_cli.bench.suite import run_bench
+
+    cfg = load_config(recipe, sets, {"data.max_pairs": max_pairs, "runtime.device": device})
+    with err.status("benchmarking (training, generation, scoring)"):
+        report = run_bench(cfg, steps, contexts, pairs, tuple(r.strip() for r in rewards.split(",") if r.strip()))
+    if out:
+        atomic_write_text(out, jsonlib.dumps(report, indent=2) + "\n")
+        c, g = report["ce_training"], report["generation"]
+        err.print(f"CE: ours {c['coral_trainer']['tokens_per_s']:,.0f} tok/s vs Seq2SeqTrainer "
+                  f"{c['hf_seq2seq_trainer']['tokens_per_s']:,.0f} (x{c['throughput_ratio']:.2f}); CORAL mix step "
+                  f"x{report['coral_mix_step']['step_time_ratio']:.2f} of CE; generation x{g['speedup']:.1f} "
+                  f"vs a per-example loop -> {out}")
+    else:
+        print_json(report)

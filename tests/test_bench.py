@@ -1,0 +1,45 @@
+import json
+
+TINY = """
+[data]
+max_pairs = 48
+max_context_tokens = 32
+max_response_tokens = 16
+[generator]
+encoder_layers = 1
+decoder_layers = 1
+d_model = 32
+heads = 2
+ffn_dim = 64
+max_positions = 64
+[retriever]
+model = "esim"
+backbone = "random"
+random_hidden = 32
+random_layers = 1
+max_context_tokens = 32
+max_response_tokens = 16
+mlp_hidden = [16, 8]
+args = { hidden = 16 }
+[train]
+batch_tokens = 1024
+warmup_steps = 2
+[generate]
+max_new_tokens = 4
+"""
+
+
+def test_bench_writes_every_stage_as_json(cli, tmp_path):
+    recipe = tmp_path / "b.toml"
+    recipe.write_text(TINY)
+    result = cli("bench", "--recipe", str(recipe), "--steps", "4", "--contexts", "4", "--pairs", "16",
+                 "--rewards", "esim")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stdout is the JSON and nothing else
+    ce = report["ce_training"]
+    assert ce["coral_trainer"]["tokens_per_s"] > 0 and ce["hf_seq2seq_trainer"]["tokens_per_s"] > 0
+    assert ce["throughput_ratio"] > 0
+    assert report["coral_mix_step"]["step_time_ratio"] > 0
+    assert report["generation"]["contexts"] == 4 and report["generation"]["speedup"] > 0
+    assert set(report["reward_scoring"]) == {"esim"} and report["reward_scoring"]["esim"]["pairs"] == 16
+    assert report["machine"]["device"]["type"] in ("cpu", "cuda")
