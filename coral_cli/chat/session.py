@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.data.encode import join_context
+from coral_cli.data.encode import context_ids
 from coral_cli.errors import CoralError
 from coral_cli.generation.sampling import sample_responses
 from coral_cli.generation.responses import score_samples
@@ -125,8 +125,7 @@ class ChatSession:
     @torch.inference_mode()
     def _propose(self, turn: Turn) -> None:
         tok, s = self.tok, self.settings
-        ids = join_context(tok(turn.context, add_special_tokens=False)["input_ids"], tok.sep_token_id,
-                           self.max_context_tokens)
+        ids = context_ids(tok, [turn.context], self.max_context_tokens)[0]
         turn.seen_context = tok.decode(ids)
         enc, mask = encoder_inputs([ids], tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, self.device)
         samples = sample_responses(self.model, enc, mask, s.decoding())

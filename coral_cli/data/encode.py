@@ -45,10 +45,21 @@ def join_context(utterance_ids: list[list[int]], sep_id: int, budget: int) -> li
     return ids[-budget:] if len(ids) > budget else ids
 
 
+def token_ids(tok: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, list[int]]:
+    """WordPiece ids (no specials) of each distinct text, each tokenized once."""
+    unique = list(dict.fromkeys(texts))
+    return dict(zip(unique, tok(unique, add_special_tokens=False)["input_ids"])) if unique else {}
+
+
+def context_ids(tok: PreTrainedTokenizerBase, contexts: list[list[str]], budget: int) -> list[list[int]]:
+    """Each context's utterances joined with [SEP] and left-truncated to `budget` tokens."""
+    ids = token_ids(tok, [u for c in contexts for u in c])
+    return [join_context([ids[u] for u in c], tok.sep_token_id, budget) for c in contexts]
+
+
 def encode_batch(batch: dict[str, list[Any]], tok: PreTrainedTokenizerBase, cfg: DataConfig) -> dict[str, list[Any]]:
     """Batched map function: each distinct utterance of the batch is tokenized once."""
-    texts = list(dict.fromkeys([u for ctx in batch["context"] for u in ctx] + batch["response"]))
-    ids = dict(zip(texts, tok(texts, add_special_tokens=False)["input_ids"]))
+    ids = token_ids(tok, [u for ctx in batch["context"] for u in ctx] + batch["response"])
     contexts = [[ids[u] for u in ctx] for ctx in batch["context"]]
     responses = [ids[r] for r in batch["response"]]
     return {

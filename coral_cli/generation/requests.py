@@ -8,7 +8,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from coral_cli.config.schema import DataConfig
-from coral_cli.data.encode import encode_pairs, join_context
+from coral_cli.data.encode import context_ids, encode_pairs
 from coral_cli.data.jsonl_contexts import read_context_lines
 from coral_cli.data.sources import load_pairs
 from coral_cli.errors import DataError
@@ -26,7 +26,7 @@ def jsonl_requests(lines: Iterable[str], name: str, tok: PreTrainedTokenizerBase
     """Requests from JSON lines (id defaults to the line number); errors name the line."""
     out = []
     for row in read_context_lines(lines, name):
-        ids = join_context(tok(row["context"], add_special_tokens=False)["input_ids"], tok.sep_token_id, max_context_tokens)
+        ids = context_ids(tok, [row["context"]], max_context_tokens)[0]
         out.append({"id": row.get("id", row["_line"]), "context": row["context"], "reference": row.get("reference"),
                     "context_ids": ids})
     if not out:

@@ -22,7 +22,6 @@ from coral_cli.generator.batch import IGNORE, TrainBatch, encoder_inputs, seq2se
 from coral_cli.generator.logprobs import token_logprobs
 from coral_cli.generator.model import save_generator
 from coral_cli.rewards.base import RewardModel
-from coral_cli.rewards.packing import pad_ids
 from coral_cli.training.batching import token_budget_batches
 
 Objective = Callable[[PreTrainedModel, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
@@ -109,10 +108,7 @@ def validation_reward(task: GeneratorTask) -> dict[str, Any]:
         batch_ctx = [ctx[i] for i in idx]
         ids, mask = encoder_inputs(batch_ctx, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, task.device)
         samples = sample_responses(task.model, ids, mask, g, num_return_sequences=1)
-        rc = reward.cfg
-        c, cm = pad_ids([x[-rc.max_context_tokens :] for x in batch_ctx], tok.pad_token_id, task.device)
-        r, rm = samples.ids[:, : rc.max_response_tokens], samples.mask[:, : rc.max_response_tokens]
-        scores.append(reward.score_tensors(c, cm, r, rm))
+        scores.append(reward.score_samples(batch_ctx, samples.ids, samples.mask))
         if len(shown) < SHOWN_SAMPLES:
             texts = samples.texts(tok)[: SHOWN_SAMPLES - len(shown)]
             shown += [{"context": tok.decode(batch_ctx[j][-60:]), "response": t} for j, t in enumerate(texts)]

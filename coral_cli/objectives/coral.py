@@ -20,7 +20,6 @@ from coral_cli.config.schema import ObjectiveConfig
 from coral_cli.generator.batch import IGNORE, Seq2SeqBatch, TrainBatch
 from coral_cli.generator.logprobs import token_logprobs
 from coral_cli.rewards.base import RewardModel
-from coral_cli.rewards.packing import pad_ids
 from coral_cli.samplers.base import Candidates, SampleRequest
 
 
@@ -92,11 +91,7 @@ class CoralObjective:
 
     def score(self, batch: TrainBatch, cand: Candidates, row: torch.Tensor) -> torch.Tensor:
         """f_R(c, r) on the device with the retriever's own context/response budgets."""
-        rc = self.reward.cfg
-        ctx = [c[-rc.max_context_tokens :] for c in batch.contexts]
-        c_ids, c_mask = pad_ids(ctx, self.tok.pad_token_id, cand.ids.device)
-        resp, resp_mask = cand.ids[:, : rc.max_response_tokens], cand.mask[:, : rc.max_response_tokens]
-        return self.reward.score_tensors(c_ids[row], c_mask[row], resp, resp_mask).clone()
+        return self.reward.score_samples(batch.contexts, cand.ids, cand.mask, row).clone()
 
     def baseline(self, f: torch.Tensor, on_policy: slice) -> torch.Tensor:
         """fixed: the margin m (paper); moving-average: running mean of f_R; rloo: for on-policy

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from coral_cli.config.schema import RetrieverConfig
-from coral_cli.data.encode import join_context
+from coral_cli.data import encode
 from coral_cli.device import autocast_dtype
 from coral_cli.rewards.packing import pad_ids
 from coral_cli.training.batching import token_budget_batches
@@ -103,8 +103,16 @@ class RewardModel(nn.Module):
         """f_R(c, r) for texts: each context a list of utterances -> (B,) in (0, 1), input order."""
         if self.tokenizer is None:
             raise RuntimeError("reward model has no tokenizer attached")
-        tok = self.tokenizer
-        texts = list(dict.fromkeys([u for c in contexts for u in c] + list(responses)))
-        ids = dict(zip(texts, tok(texts, add_special_tokens=False)["input_ids"])) if texts else {}
-        ctx_ids = [join_context([ids[u] for u in c], self.special.sep, self.cfg.max_context_tokens) for c in contexts]
-        return self.score_ids(ctx_ids, [ids[r] for r in responses])
+        ids = encode.token_ids(self.tokenizer, list(responses))
+        ctx = encode.context_ids(self.tokenizer, [list(c) for c in contexts], self.cfg.max_context_tokens)
+        return self.score_ids(ctx, [ids[r] for r in responses])
+
+    def score_samples(self, context_ids: Sequence[Sequence[int]], resp: torch.Tensor, resp_mask: torch.Tensor,
+                      rows: torch.Tensor | None = None) -> torch.Tensor:
+        """f_R of device-side responses (N, L) against id-list contexts (row `rows[i]` for response
+        i), each cut to this retriever's budgets -> (N,) on the device."""
+        c, cm = pad_ids([list(x[-self.cfg.max_context_tokens :]) for x in context_ids], self.special.pad, resp.device)
+        if rows is not None:
+            c, cm = c[rows], cm[rows]
+        rmax = self.cfg.max_response_tokens
+        return self.score_tensors(c, cm, resp[:, :rmax], resp_mask[:, :rmax])

@@ -53,11 +53,10 @@ def evaluate_pool(model: RewardModel, data: RetrievalData, n_candidates: int = 1
 
 def evaluate_examples(model: RewardModel, examples: list[RetrievalExample], max_context_tokens: int) -> dict[str, Any]:
     """R100@1/10/50 and MRR over the official DSTC7 candidates."""
-    from coral_cli.data.encode import join_context
+    from coral_cli.data.encode import context_ids
 
     tok = model.tokenizer
-    ctx = [join_context(tok(ex.context, add_special_tokens=False)["input_ids"], tok.sep_token_id, max_context_tokens)
-           for ex in examples]
+    ctx = context_ids(tok, [ex.context for ex in examples], max_context_tokens)
     cands = [tok(ex.candidates, add_special_tokens=False)["input_ids"] for ex in examples]
     width = min(len(c) for c in cands)
     cands = [c[:width] for c in cands]
