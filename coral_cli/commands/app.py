@@ -18,6 +18,7 @@ from coral_cli.commands import env as env_cmd
 from coral_cli.commands import evaluate as evaluate_cmd
 from coral_cli.commands import generate as generate_cmd
 from coral_cli.commands import plugins as plugins_cmd
+from coral_cli.commands import recipe as recipe_cmd
 from coral_cli.commands import retriever as retriever_cmd
 from coral_cli.commands import runs as runs_cmd
 from coral_cli.commands.console import err
@@ -69,6 +70,7 @@ app.add_typer(retriever_cmd.app, name="retriever")
 app.add_typer(coral_cmd.app, name="coral")
 app.command("generate")(generate_cmd.generate)
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(recipe_cmd.app, name="recipe")
 app.add_typer(evaluate_cmd.app, name="evaluate")
 app.command("chat")(chat_cmd.chat)
 app.command("bench")(bench_cmd.bench)

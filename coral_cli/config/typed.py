@@ -31,7 +31,12 @@ def build(cls: type, data: dict[str, Any], errors: list[str], path: str = "") ->
         if name not in data:
             continue
         where = f"{path}.{name}" if path else name
-        value = _coerce(hints[name], data[name], where, errors)
+        raw = data[name]
+        if f.default_factory is not dataclasses.MISSING and isinstance(raw, dict):
+            default = f.default_factory()
+            if dataclasses.is_dataclass(default):  # a partial table keeps this field's own defaults
+                raw = _overlay(dataclasses.asdict(default), raw)
+        value = _coerce(hints[name], raw, where, errors)
         if value is _MISSING:
             continue
         _check_range(f, value, where, errors)
@@ -41,6 +46,15 @@ def build(cls: type, data: dict[str, Any], errors: list[str], path: str = "") ->
     if check is not None:
         errors.extend(f"'{path}': {p}" if path else p for p in check())
     return obj
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, recursing into sub-tables (e.g. [retriever.train] over its defaults)."""
+    out = dict(base)
+    for key, value in top.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _overlay(base[key], value) if both else value
+    return out
 
 
 def _coerce(tp: Any, value: Any, where: str, errors: list[str]) -> Any:

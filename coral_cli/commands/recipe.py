@@ -1,0 +1,85 @@
+"""`coral recipe run|plan`: a paper table (retrievers -> generators -> generate -> evaluate) in one
+command, resumable; see coral_cli/pipeline/spec.py for the table recipe format."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from coral_cli.commands.console import err, out, print_json
+from coral_cli.commands.options import Json, Sets
+
+app = typer.Typer(help="Reproduce a results table of the paper from a table recipe.", no_args_is_help=True)
+
+Table = Annotated[Path, typer.Argument(help="A table recipe, e.g. recipes/dailydialog/table1.toml.")]
+RunsDir = Annotated[Optional[Path], typer.Option(help="Put the runs here instead of the recipe's runs_dir.")]
+
+
+@app.command("run")
+def run(
+    table: Table,
+    sets: Sets = None,
+    only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable; 'ground-truth' too).")] = None,
+    restart: Annotated[Optional[list[str]], typer.Option(help="Delete this stage's run and train it again (repeatable).")] = None,
+    runs_dir: RunsDir = None,
+    json: Json = False,
+) -> None:
+    """Run every stage in order: finished ones are skipped, interrupted ones resume; then write
+    results.json and results.md with each row next to the paper's."""
+    from coral_cli.pipeline.results import results_markdown
+    from coral_cli.pipeline.runner import TableRunner
+    from coral_cli.pipeline.spec import read_table
+
+    spec = read_table(table, runs_dir)
+    err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}")
+    runner = TableRunner(spec, _notify, _train_view, tuple(restart or ()), tuple(sets or ()))
+    results = runner.run(tuple(only or ()))
+    if json:
+        print_json(results)
+        return
+    typer.echo(results_markdown(results))
+    err.print(f"written: {spec.runs_dir / 'results.json'}, {spec.runs_dir / 'results.md'}")
+
+
+@app.command("plan")
+def plan(table: Table, runs_dir: RunsDir = None, json: Json = False) -> None:
+    """List the stages with their state (done, interrupted, new) without running anything."""
+    from coral_cli.pipeline.runner import checkpoint_of, stage_state
+    from coral_cli.pipeline.spec import read_table
+
+    spec = read_table(table, runs_dir)
+    rows = [{"stage": s.name, "train": s.kind, "state": (st := stage_state(spec, s)).state, "detail": st.detail,
+             "checkpoint": str(checkpoint_of(spec, s)), "reward": s.reward or None, "row": s.row or None}
+            for s in spec.stages]
+    if json:
+        print_json({"title": spec.title, "runs_dir": str(spec.runs_dir), "stages": rows})
+        return
+    from rich.table import Table as RichTable
+
+    view = RichTable(title=f"{spec.title} ({spec.runs_dir})", title_justify="left")
+    for col in ("stage", "train", "state", "detail", "reward", "row"):
+        view.add_column(col)
+    for r in rows:
+        view.add_row(*(str(r[c] or "") for c in ("stage", "train", "state", "detail", "reward", "row")))
+    out.print(view)
+
+
+def _notify(stage: str, message: str) -> None:
+    err.print(f"[cyan]{stage}[/]: {message}", highlight=False)
+
+
+@contextlib.contextmanager
+def _train_view(stage: Any, cfg: Any) -> Iterator[list[Any]]:
+    from coral_cli.commands.progress import TrainingView
+
+    if stage.kind == "retriever":
+        title, keys = f"{stage.name} ({cfg.retriever.model})", ("loss", "acc", "infonce")
+    else:
+        coral = cfg.objective.loss == "coral"
+        title, keys = stage.name, ("loss", "r3_pos", "r3_neg", "f_R") if coral else ("loss", "nll")
+    with TrainingView(title, keys) as view:
+        yield [view]

@@ -1,0 +1,1 @@
+"""Table recipes: the stages that reproduce one results table of the paper, run like `make`."""

@@ -1,0 +1,289 @@
+"""Run a table recipe like `make`: each stage trains (or resumes, or is skipped when finished),
+then every row is generated and evaluated unless its outputs are newer than what they were made
+from. Nothing is lost to an interruption: training resumes from last/, and predictions and
+reports are written atomically, so a half-written file never counts as done."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coral_cli.atomic import atomic_write_text
+from coral_cli.config import parse_assignment, resolve
+from coral_cli.config.recipe import to_dict
+from coral_cli.config.schema import CoralConfig
+from coral_cli.errors import ConfigError
+from coral_cli.pipeline.spec import StageSpec, TableSpec
+from coral_cli.runs import RunDir
+from coral_cli.training.state import STATE_FILE, has_state
+
+GROUND_TRUTH = "ground-truth"
+# Keys that change where or how often things are written, not what is trained.
+NO_DRIFT = ("runtime.device", "runtime.runs_dir", "log_every", "save_every", "save_epochs")
+TRAINED_FROM = {"retriever": ("data", "tokenizer", "runtime", "retriever"),
+                "generator": ("data", "tokenizer", "runtime", "generator", "objective", "train")}
+Notify = Callable[[str, str], None]  # (stage, message)
+TrainView = Callable[[StageSpec, CoralConfig], AbstractContextManager[list[Any]]]
+
+
+@dataclass(frozen=True)
+class StageState:
+    """'done' (finished training), 'interrupted' (resumable), 'new', or 'external' (a given checkpoint)."""
+
+    state: str
+    detail: str = ""
+
+
+def stage_config(spec: TableSpec, stage: StageSpec, extra_sets: tuple[str, ...] = ()) -> CoralConfig:
+    """The stage's recipe < the table's `set` < the stage's `set` < the run command's --set; the
+    runs folder and the reward checkpoint are the table's."""
+    overrides: dict[str, Any] = dict(parse_assignment(s) for s in (*spec.sets, *stage.sets, *extra_sets))
+    overrides["runtime.runs_dir"] = str(spec.runs_dir)
+    if stage.reward:
+        overrides["objective.reward_checkpoint"] = str(checkpoint_of(spec, spec.stage(stage.reward)))
+    return resolve(stage.recipe, overrides)
+
+
+def run_of(spec: TableSpec, stage: StageSpec) -> RunDir:
+    return RunDir(spec.runs_dir / stage.name)
+
+
+def checkpoint_of(spec: TableSpec, stage: StageSpec) -> Path:
+    """The model a stage hands on: a given checkpoint, else best/ (last/ when no evaluation saved one)."""
+    if stage.checkpoint is not None:
+        return stage.checkpoint
+    run = run_of(spec, stage)
+    best = run.checkpoint("best")
+    return best if best.exists() or not run.checkpoint("last").exists() else run.checkpoint("last")
+
+
+def stage_state(spec: TableSpec, stage: StageSpec) -> StageState:
+    if stage.checkpoint is not None:
+        return StageState("external", str(stage.checkpoint))
+    run = run_of(spec, stage)
+    records = run.read_metrics()
+    if records and records[-1].get("event") == "end" and checkpoint_of(spec, stage).exists():
+        return StageState("done", f"{records[-1].get('reason')} at step {records[-1].get('step')}")
+    if has_state(run.checkpoint("last")):
+        try:
+            step = json.loads((run.checkpoint("last") / STATE_FILE).read_text(encoding="utf-8"))["loop"]["step"]
+        except (OSError, ValueError, KeyError):
+            step = "?"
+        return StageState("interrupted", f"resumes from step {step}")
+    return StageState("new")
+
+
+def config_drift(saved: Path, cfg: CoralConfig, kind: str) -> list[str]:
+    """Keys of the sections a `kind` stage trains from whose value differs between the run's saved
+    config.toml and the recipe now (`NO_DRIFT` aside)."""
+    sections = TRAINED_FROM[kind]
+    old, new = (_flat({k: v for k, v in to_dict(c).items() if k in sections}) for c in (resolve(saved), cfg))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if not k.endswith(NO_DRIFT) and old.get(k) != new.get(k)]
+
+
+def predictions_path(spec: TableSpec, name: str) -> Path:
+    return spec.runs_dir / name / f"{spec.split}-predictions.jsonl"
+
+
+def report_path(spec: TableSpec, name: str) -> Path:
+    return spec.runs_dir / name / f"{spec.split}-eval.json"
+
+
+class TableRunner:
+    """Runs the stages of `spec` in order; `notify` and `train_view` let a front end show progress."""
+
+    def __init__(self, spec: TableSpec, notify: Notify, train_view: TrainView | None = None,
+                 restart: tuple[str, ...] = (), extra_sets: tuple[str, ...] = ()) -> None:
+        names = [s.name for s in spec.stages] + [GROUND_TRUTH]
+        unknown = [r for r in restart if r not in names]
+        if unknown:
+            raise ConfigError(f"--restart names unknown stage(s) {', '.join(unknown)}", f"stages: {', '.join(names)}")
+        self.spec, self.notify, self.restart, self.extra_sets = spec, notify, restart, extra_sets
+        self.train_view = train_view or (lambda stage, cfg: contextlib.nullcontext([]))
+
+    def run(self, only: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Every stage (or `only` those), then the results table; returns the table."""
+        from coral_cli.pipeline.results import build_results, write_results
+
+        for stage in self.spec.stages:
+            if only and stage.name not in only:
+                continue
+            self.train(stage)
+            if stage.kind == "generator":
+                self.generate(stage)
+                self.evaluate(stage)
+        if self.spec.ground_truth and (not only or GROUND_TRUTH in only):
+            self.ground_truth()
+        results = build_results(self.spec)
+        write_results(self.spec, results)
+        return results
+
+    def train(self, stage: StageSpec) -> None:
+        if stage.checkpoint is not None:
+            if not stage.checkpoint.is_dir():
+                raise ConfigError(f"stage '{stage.name}': checkpoint {stage.checkpoint} does not exist",
+                                  "train it first, or give the stage a recipe instead")
+            self.notify(stage.name, f"uses {stage.checkpoint}")
+            return
+        run = run_of(self.spec, stage)
+        if stage.name in self.restart and run.root.exists():
+            shutil.rmtree(run.root)
+            self.notify(stage.name, f"restart: removed {run.root}")
+        cfg = stage_config(self.spec, stage, self.extra_sets)
+        state = stage_state(self.spec, stage)
+        if state.state != "new" and run.config_path.exists():
+            # the reward path follows the table's runs folder; its contents are checked by date below
+            drift = [d for d in config_drift(run.config_path, cfg, stage.kind)
+                     if not (stage.reward and d.startswith("objective.reward_checkpoint:"))]
+            if stage.reward and _mtime(checkpoint_of(self.spec, self.spec.stage(stage.reward))) > _mtime(run.metrics_path):
+                drift.append(f"reward '{stage.reward}' was retrained after this stage")
+            if drift:
+                raise ConfigError(
+                    f"stage '{stage.name}': {run.root} was trained with another config ({'; '.join(drift[:3])}"
+                    + (f"; +{len(drift) - 3} more" if len(drift) > 3 else "") + ")",
+                    f"pass --restart {stage.name} to retrain it, or undo the recipe change")
+        if state.state == "done":
+            self.notify(stage.name, f"done ({state.detail}), skipped")
+            return
+        resume = state.state == "interrupted"
+        self.notify(stage.name, f"{'resuming' if resume else 'training'} {stage.kind} -> {run.root}"
+                    + (f" ({state.detail})" if resume else ""))
+        command = "coral retriever train" if stage.kind == "retriever" else "coral coral train"
+        run.create(cfg, command)
+        with self.train_view(stage, cfg) as listeners:
+            if stage.kind == "retriever":
+                from coral_cli.rewards.training import train_retriever
+
+                train_retriever(cfg, run, listeners, resume)
+            else:
+                from coral_cli.generator.train import train_generator
+
+                train_generator(cfg, run, listeners, resume)
+
+    def generate(self, stage: StageSpec) -> None:
+        """The recipe's [generate] decoding for every pair of the split, in order."""
+        from coral_cli.device import pick_device
+        from coral_cli.generation.outputs import write_generation
+        from coral_cli.generation.requests import split_requests
+        from coral_cli.generation.responses import generate_for_contexts
+        from coral_cli.generator.model import load_generator
+
+        checkpoint, out = checkpoint_of(self.spec, stage), predictions_path(self.spec, stage.name)
+        cfg = self._config(stage)
+        if _fresh(out, [checkpoint]) and _decoded_with(out, dataclasses.asdict(cfg.generate)):
+            self.notify(stage.name, f"predictions up to date: {out}")
+            return
+        model, tok, meta = load_generator(checkpoint, pick_device(cfg.runtime.device))
+        cfg.data.max_context_tokens = meta.get("data", {}).get("max_context_tokens", cfg.data.max_context_tokens)
+        requests = split_requests(cfg.data, self.spec.split, tok)
+        self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})")
+        t0 = time.perf_counter()
+        results = generate_for_contexts(model, tok, [r["context_ids"] for r in requests], cfg.generate)
+        source = {"dataset": cfg.data.dataset, "split": self.spec.split}
+        write_generation(out, requests, results, cfg.generate, checkpoint, source, time.perf_counter() - t0)
+
+    def evaluate(self, stage: StageSpec) -> None:
+        """The paper's metrics, MAUDE with the table's evaluators, and R3 of the stage's own reward."""
+        cfg = self._config(stage)
+        reward = str(checkpoint_of(self.spec, self.spec.stage(stage.reward))) if stage.reward else None
+        self._evaluate(stage.name, ("avg_len", "bleu", "meteor", "distinct", "maude", "r3"), reward,
+                       cfg.objective.margin, cfg.runtime.device)
+
+    def ground_truth(self) -> None:
+        """The paper's Ground Truth row: the references scored as if they were predictions."""
+        from coral_cli.data.sources import load_pairs
+
+        first = next((s for s in self.spec.stages if s.kind == "generator"), self.spec.stages[0])
+        cfg = self._config(first)
+        out = predictions_path(self.spec, GROUND_TRUTH)
+        if not out.exists():
+            pairs = load_pairs(cfg.data, self.spec.split)
+            rows = [{"id": f"{d}:{t}", "context": c, "reference": r, "response": r}
+                    for d, t, c, r in zip(pairs["dialogue_id"], pairs["turn"], pairs["context"], pairs["response"])]
+            atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        self._evaluate(GROUND_TRUTH, ("avg_len", "distinct", "maude"), None, 0.0, cfg.runtime.device)
+
+    def _evaluate(self, name: str, families: tuple[str, ...], reward: str | None, margin: float, device: str) -> None:
+        from coral_cli.device import pick_device
+        from coral_cli.metrics.predictions import read_predictions
+        from coral_cli.metrics.report import evaluate
+
+        preds, out = predictions_path(self.spec, name), report_path(self.spec, name)
+        evaluators = {}
+        for col, st in self.spec.evaluators.items():
+            path = checkpoint_of(self.spec, self.spec.stage(st))
+            if path.exists():
+                evaluators[col] = str(path)
+            else:  # only with --only: the evaluator's stage has not run yet
+                self.notify(name, f"warning: MAUDE-{col} left out: stage '{st}' has no checkpoint yet ({path})")
+        inputs = [preds, *map(Path, evaluators.values()), *([Path(reward)] if reward else [])]
+        if _fresh(out, inputs) and _same_settings(out, self.spec.bleu if "bleu" in families else None, evaluators):
+            self.notify(name, f"evaluation up to date: {out}")
+            return
+        self.notify(name, f"evaluating {preds.name} ({', '.join(families)})")
+        t0 = time.perf_counter()
+        report = evaluate(read_predictions(preds), families, self.spec.bleu, evaluators, reward, margin,
+                          pick_device(device))
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+        for warning in report["warnings"]:
+            self.notify(name, f"warning: {warning}")
+        atomic_write_text(out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+    def _config(self, stage: StageSpec) -> CoralConfig:
+        if stage.recipe is None:  # a given checkpoint: defaults plus the table's settings
+            overrides = dict(parse_assignment(s) for s in (*self.spec.sets, *stage.sets, *self.extra_sets))
+            return resolve(None, overrides)
+        return stage_config(self.spec, stage, self.extra_sets)
+
+
+def _fresh(target: Path, sources: list[Path]) -> bool:
+    """`target` exists and is newer than every file in `sources` (files or checkpoint folders)."""
+    if not target.exists():
+        return False
+    built = target.stat().st_mtime
+    return all(_mtime(s) <= built for s in sources)
+
+
+def _decoded_with(predictions: Path, generate: dict[str, Any]) -> bool:
+    """The predictions' sidecar records this [generate] section."""
+    try:
+        return json.loads(Path(f"{predictions}.config.json").read_text(encoding="utf-8"))["generate"] == generate
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _same_settings(report: Path, bleu: str | None, evaluators: dict[str, str]) -> bool:
+    """The saved report used this BLEU variant and these evaluators (by weights, wherever they lie now)."""
+    try:
+        settings = json.loads(report.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError):
+        return False
+    from coral_cli.metrics.maude import fingerprint
+
+    used = {k: v["sha1"] for k, v in settings.get("evaluators", {}).items()}
+    return used == {k: fingerprint(v) for k, v in evaluators.items()} and (bleu is None or settings.get("bleu", {}).get("variant") == bleu)
+
+
+def _mtime(path: Path) -> float:
+    if path.is_dir():
+        return max((p.stat().st_mtime for p in path.iterdir()), default=path.stat().st_mtime)
+    return path.stat().st_mtime if path.exists() else float("inf")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "args" and k != "min_context_turns":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,259 @@
+"""Table recipes (`coral recipe run|plan`): parsing errors, a tiny table end to end, skipping
+finished stages, resuming an interrupted one, refusing a changed config, and the results table
+next to the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coral_cli.errors import ConfigError
+from coral_cli.pipeline.paper_tables import PAPER_TABLES
+from coral_cli.pipeline.runner import TableRunner, stage_state
+from coral_cli.pipeline.spec import read_table
+from coral_cli.training.events import StepEnd
+
+RETRIEVER = """
+[data]
+max_pairs = 48
+max_context_tokens = 32
+max_response_tokens = 16
+[retriever]
+model = "bert"
+backbone = "random"
+random_layers = 1
+random_hidden = 32
+random_heads = 2
+mlp_hidden = [16]
+max_context_tokens = 32
+max_response_tokens = 16
+eval_contexts = 16
+[retriever.train]
+lr = 1e-3
+warmup_steps = 1
+max_epochs = 1
+max_steps = 3
+batch_tokens = 512
+log_every = 1
+"""
+
+GENERATOR = """
+[data]
+max_pairs = 48
+max_context_tokens = 32
+max_response_tokens = 16
+[generator]
+encoder_layers = 1
+decoder_layers = 1
+d_model = 32
+heads = 2
+ffn_dim = 64
+max_positions = 64
+eval_pairs = 8
+[objective]
+loss = "coral"
+reward = "bert"
+sample_max_new_tokens = 6
+[train]
+lr = 1e-3
+warmup_steps = 1
+max_epochs = 2
+max_steps = 4
+batch_tokens = 512
+log_every = 1
+save_every = 2
+[generate]
+strategy = "greedy"
+max_new_tokens = 6
+"""
+
+TABLE = """
+[table]
+title = "tiny table"
+paper = "dailydialog"
+runs_dir = "{runs}"
+evaluators = {{ BERT = "evaluator" }}
+
+[[stage]]
+name = "reward"
+train = "retriever"
+recipe = "retriever.toml"
+
+[[stage]]
+name = "evaluator"
+train = "retriever"
+recipe = "retriever.toml"
+set = ["runtime.seed=1"]
+
+[[stage]]
+name = "ce"
+train = "generator"
+recipe = "generator.toml"
+set = ["objective.loss='ce'"]
+label = "CE"
+
+[[stage]]
+name = "coral-mix"
+train = "generator"
+recipe = "generator.toml"
+reward = "reward"
+row = "coral-bert-mix"
+label = "CORAL-BERT (mix)"
+"""
+
+
+def write_table(folder: Path, table: str = TABLE) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "retriever.toml").write_text(RETRIEVER)
+    (folder / "generator.toml").write_text(GENERATOR)
+    path = folder / "table.toml"
+    path.write_text(table.format(runs=folder / "runs"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_table(tmp_path_factory) -> Path:
+    """A tiny table run once to the end through the CLI."""
+    from typer.testing import CliRunner
+
+    from coral_cli.commands.app import app
+
+    path = write_table(tmp_path_factory.mktemp("table"))
+    result = CliRunner().invoke(app, ["recipe", "run", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def copy_table(src: Path, dst: Path) -> Path:
+    shutil.copytree(src.parent, dst)
+    path = dst / "table.toml"
+    path.write_text(TABLE.format(runs=dst / "runs"))
+    return path
+
+
+def messages(spec, only=(), restart=(), sets=()) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    TableRunner(spec, lambda stage, msg: seen.append((stage, msg)), restart=restart, extra_sets=sets).run(only)
+    return seen
+
+
+def test_a_table_runs_end_to_end_and_puts_rows_next_to_the_paper(finished_table):
+    runs = finished_table.parent / "runs"
+    results = json.loads((runs / "results.json").read_text())
+    rows = {r["name"]: r for r in results["rows"]}
+    assert list(rows) == ["ground-truth", "ce", "coral-mix"]
+    assert rows["coral-mix"]["paper"] == PAPER_TABLES["dailydialog"]["rows"]["coral-bert-mix"]
+    assert rows["ce"]["paper"] is None  # the paper has no CE row
+    for name in ("ce", "coral-mix"):
+        ours = rows[name]["ours"]
+        assert ours["count"] == 48  # every pair of the (tiny) test split
+        assert 0.0 <= ours["BLEU"] <= 1.0 and 0.0 < ours["MAUDE-BERT"] < 1.0
+        assert rows[name]["training"]["steps"] == 4
+    assert rows["coral-mix"]["ours"]["R3"] is not None and rows["ce"]["ours"]["R3"] is None
+    truth = rows["ground-truth"]["ours"]
+    assert truth["BLEU"] is None and 0 < truth["Dist-1"] <= 1 and truth["avg_len"] > 3
+    markdown = (runs / "results.md").read_text()
+    assert "| CORAL-BERT (mix) | ours |" in markdown
+    assert "| 10.50 | 0.2241 | 0.2079 | 0.0428 | 0.2760 | 0.7418 | 0.6692 |" in markdown  # the paper's row
+
+
+def test_a_second_run_skips_every_finished_stage(finished_table, tmp_path):
+    spec = read_table(copy_table(finished_table, tmp_path / "t"))
+    reports = sorted(spec.runs_dir.glob("*/test-eval.json"))
+    before = {p: p.stat().st_mtime for p in reports}
+    seen = messages(spec)
+    assert {m for _, m in seen if "skipped" in m} and not [m for _, m in seen if m.startswith(("training", "resuming"))]
+    assert all("up to date" in m or "skipped" in m for _, m in seen), seen
+    assert {p: p.stat().st_mtime for p in reports} == before
+
+
+def test_an_interrupted_stage_resumes_from_its_last_checkpoint(finished_table, tmp_path):
+    spec = read_table(copy_table(finished_table, tmp_path / "t"))
+    run = spec.runs_dir / "ce"
+    shutil.rmtree(run)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_3(event):
+        if isinstance(event, StepEnd) and event.step == 3:
+            raise Interrupt
+
+    import contextlib
+
+    runner = TableRunner(spec, lambda *a: None, lambda stage, cfg: contextlib.nullcontext([stop_at_3]))
+    with pytest.raises(Interrupt):
+        runner.run(only=("ce",))
+    state = stage_state(spec, spec.stage("ce"))
+    assert state.state == "interrupted"  # last/ was saved at step 2 (save_every = 2)
+    seen = messages(spec, only=("ce",))
+    assert ("ce", "resuming generator -> " + str(run) + " (resumes from step 2)") in seen
+    steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("event") == "step"]
+    assert steps == [1, 2, 3, 3, 4]  # step 3 is redone from the step-2 checkpoint, nothing before it
+    assert stage_state(spec, spec.stage("ce")).state == "done"
+
+
+def test_a_changed_recipe_is_refused_until_the_stage_is_restarted(finished_table, tmp_path, cli):
+    path = copy_table(finished_table, tmp_path / "t")
+    result = cli("recipe", "run", str(path), "--set", "train.lr=0.5")
+    assert result.exit_code == 2
+    assert "stage 'ce'" in result.output and "train.lr: 0.001 -> 0.5" in result.output and "--restart ce" in result.output
+    spec = read_table(path)
+    evaluator_report = (spec.runs_dir / "ce" / "test-eval.json").stat().st_mtime
+    seen = messages(spec, restart=("evaluator",))
+    assert ("evaluator", f"restart: removed {spec.runs_dir / 'evaluator'}") in seen
+    # a retrained evaluator makes every row's report stale, but no generator retrains
+    assert (spec.runs_dir / "ce" / "test-eval.json").stat().st_mtime > evaluator_report
+    assert not [s for s, m in seen if s in ("ce", "coral-mix") and m.startswith("training")]
+
+
+def test_plan_lists_states_and_a_bad_table_lists_every_problem(finished_table, tmp_path, cli):
+    result = cli("recipe", "plan", str(finished_table), "--json")
+    assert result.exit_code == 0, result.output
+    assert [s["state"] for s in json.loads(result.stdout)["stages"]] == ["done"] * 4
+    bad = TABLE.replace('reward = "reward"', 'reward = "rewad"').replace('train = "generator"\nrecipe = "generator.toml"\nset',
+                                                                         'train = "generatr"\nrecipe = "generator.toml"\nset')
+    bad = bad.replace('row = "coral-bert-mix"', 'row = "coral-bert-mixx"').replace('title =', 'titel =')
+    path = write_table(tmp_path / "bad", bad)
+    result = cli("recipe", "run", str(path))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    for expected in ("unknown key 'titel' (did you mean 'title'?)", "train = 'generatr'",
+                     "reward = 'rewad' is not an earlier stage (did you mean 'reward'?)",
+                     "row 'coral-bert-mixx' is not in the paper's dailydialog table (did you mean 'coral-bert-mix'?)"):
+        assert expected in result.output, result.output
+    assert cli("recipe", "run", str(tmp_path / "missing.toml")).exit_code == 2
+    with pytest.raises(ConfigError, match="unknown stage"):
+        TableRunner(read_table(finished_table), lambda *a: None, restart=("nope",))
+
+
+@pytest.mark.parametrize("table", ["dailydialog/table1.toml", "dailydialog/cpu/table.toml", "ubuntu/table.toml"])
+def test_shipped_tables_cover_the_papers_rows(table):
+    spec = read_table(Path(__file__).parents[1] / "recipes" / table)
+    rows = {s.row for s in spec.rows if s.row}
+    assert all(r in PAPER_TABLES[spec.paper]["rows"] for r in rows)
+    if table == "dailydialog/table1.toml":  # Table 3: each reward x {off, mix}
+        assert rows == {f"coral-{r}-{p}" for r in ("bert", "esim", "dmi") for p in ("off", "mix")}
+    assert set(spec.evaluators) == {"ESIM", "BERT"}
+
+
+def test_ubuntu_ground_truth_row_runs_on_the_test_set_alone(tmp_path, shared_data, monkeypatch):
+    """No Ubuntu training data here: the ground-truth row still runs and matches the paper's."""
+    monkeypatch.setenv("CORAL_DATA_DIR", str(shared_data))
+    spec = read_table(Path(__file__).parents[1] / "recipes" / "ubuntu" / "table.toml", tmp_path / "runs")
+    seen = messages(spec, only=("ground-truth",))
+    assert any("MAUDE-BERT left out" in m for _, m in seen)
+    row = json.loads((tmp_path / "runs" / "results.json").read_text())["rows"][0]
+    assert row["ours"]["count"] == 3247
+    assert row["ours"]["avg_len"] == pytest.approx(row["paper"]["avg_len"], abs=1.5)
+
+
+def test_changed_decoding_regenerates_without_retraining(finished_table, tmp_path):
+    spec = read_table(copy_table(finished_table, tmp_path / "t"))
+    seen = messages(spec, sets=("generate.max_new_tokens=3",))
+    assert {s for s, m in seen if m.startswith("generating")} == {"ce", "coral-mix"}
+    assert not [m for _, m in seen if m.startswith(("training", "resuming"))]
+    rows = json.loads((spec.runs_dir / "ce" / "test-predictions.jsonl").read_text().splitlines()[0])
+    assert len(rows["response"].split()) <= 3
