@@ -29,6 +29,18 @@ def test_recipe_overrides_defaults_and_flags_override_recipe(tmp_path):
     assert resolve(recipe, {"data.max_pairs": None}).data.max_pairs == 10  # unset flag: no override
 
 
+def test_a_partial_table_keeps_its_sections_own_defaults(tmp_path):
+    """[retriever.train] with only lr keeps the retriever's defaults (not the generator's) for the rest."""
+    full = resolve()
+    recipe = write(tmp_path, "[retriever.train]\nlr = 3e-5\n[train]\nlr = 2e-4\n[data.min_context_turns]\ntest = 3\n")
+    cfg = resolve(recipe)
+    assert cfg.retriever.train.lr == 3e-5 and cfg.train.lr == 2e-4
+    assert cfg.retriever.train.patience == full.retriever.train.patience == 2
+    assert cfg.retriever.train.warmup_steps == full.retriever.train.warmup_steps == 200
+    assert cfg.train.patience == full.train.patience == 5
+    assert cfg.data.min_context_turns == {"train": 1, "validation": 1, "test": 3}
+
+
 def test_all_problems_reported_at_once_with_hints(tmp_path):
     recipe = write(tmp_path, '[data]\nmax_pair = 3\nmax_context_tokens = 0\n[runtime]\nseed = "x"\n[bogus]\na = 1\n')
     with pytest.raises(ConfigError) as exc:

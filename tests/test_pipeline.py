@@ -257,3 +257,10 @@ def test_changed_decoding_regenerates_without_retraining(finished_table, tmp_pat
     assert not [m for _, m in seen if m.startswith(("training", "resuming"))]
     rows = json.loads((spec.runs_dir / "ce" / "test-predictions.jsonl").read_text().splitlines()[0])
     assert len(rows["response"].split()) <= 3
+
+
+def test_only_a_row_without_its_reward_is_a_clear_error(tmp_path, cli):
+    path = write_table(tmp_path / "t")
+    result = cli("recipe", "run", str(path), "--only", "coral-mix")
+    assert result.exit_code == 2
+    assert "needs the reward of stage 'reward'" in result.output and "--only reward" in result.output

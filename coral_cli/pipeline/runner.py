@@ -135,6 +135,9 @@ class TableRunner:
             self.notify(stage.name, f"uses {stage.checkpoint}")
             return
         run = run_of(self.spec, stage)
+        if stage.reward and not checkpoint_of(self.spec, self.spec.stage(stage.reward)).exists():
+            raise ConfigError(f"stage '{stage.name}' needs the reward of stage '{stage.reward}', which has no checkpoint yet",
+                              f"run the table without --only, or with --only {stage.reward} first")
         if stage.name in self.restart and run.root.exists():
             shutil.rmtree(run.root)
             self.notify(stage.name, f"restart: removed {run.root}")
