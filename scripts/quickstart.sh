@@ -13,9 +13,6 @@ coral coral train --recipe "$recipe" --set "runtime.runs_dir=$runs" --name quick
   --reward-checkpoint "$runs/quickstart-retriever/checkpoints/best"
 coral generate -c "$runs/quickstart-coral/checkpoints/best" --recipe "$recipe" --split test --max-pairs 200 \
   --out "$runs/quickstart-coral/test-predictions.jsonl"
-# The paper's metrics: Avg. Len, BLEU, METEOR, Dist-1/2, and R3 of the training reward.
-coral evaluate -p "$runs/quickstart-coral/test-predictions.jsonl" \
-  --reward-checkpoint "$runs/quickstart-retriever/checkpoints/best" --out "$runs/quickstart-coral/test-eval.json"
 python - "$runs/quickstart-coral/test-predictions.jsonl" <<'PY'
 import json, sys
 for row in [json.loads(line) for line in open(sys.argv[1])][:2]:
@@ -23,4 +20,7 @@ for row in [json.loads(line) for line in open(sys.argv[1])][:2]:
 PY
 coral runs show "$runs/quickstart-coral"
 echo "(tiny models trained for about two minutes on a CPU: expect poor responses, and an undertrained"
-echo " reward that is easy to game; recipes/dailydialog/ holds the paper-size runs)"
+echo " reward that is easy to game; recipes/dailydialog/ holds the paper-size runs and tables)"
+# Last, the evaluate table: Avg. Len, BLEU, METEOR, Dist-1/2, and R3 of the training reward.
+coral evaluate -p "$runs/quickstart-coral/test-predictions.jsonl" \
+  --reward-checkpoint "$runs/quickstart-retriever/checkpoints/best" --out "$runs/quickstart-coral/test-eval.json"

@@ -144,16 +144,7 @@ class TableRunner:
         cfg = stage_config(self.spec, stage, self.extra_sets)
         state = stage_state(self.spec, stage)
         if state.state != "new" and run.config_path.exists():
-            # the reward path follows the table's runs folder; its contents are checked by date below
-            drift = [d for d in config_drift(run.config_path, cfg, stage.kind)
-                     if not (stage.reward and d.startswith("objective.reward_checkpoint:"))]
-            if stage.reward and _mtime(checkpoint_of(self.spec, self.spec.stage(stage.reward))) > _mtime(run.metrics_path):
-                drift.append(f"reward '{stage.reward}' was retrained after this stage")
-            if drift:
-                raise ConfigError(
-                    f"stage '{stage.name}': {run.root} was trained with another config ({'; '.join(drift[:3])}"
-                    + (f"; +{len(drift) - 3} more" if len(drift) > 3 else "") + ")",
-                    f"pass --restart {stage.name} to retrain it, or undo the recipe change")
+            self._refuse_changed(stage, run, cfg)
         if state.state == "done":
             self.notify(stage.name, f"done ({state.detail}), skipped")
             return
@@ -171,6 +162,19 @@ class TableRunner:
                 from coral_cli.generator.train import train_generator
 
                 train_generator(cfg, run, listeners, resume)
+
+    def _refuse_changed(self, stage: StageSpec, run: RunDir, cfg: CoralConfig) -> None:
+        """A started stage continues only under the config it started with, and its reward unchanged."""
+        # the reward path follows the table's runs folder; whether its weights changed is checked by date
+        drift = [d for d in config_drift(run.config_path, cfg, stage.kind)
+                 if not (stage.reward and d.startswith("objective.reward_checkpoint:"))]
+        if stage.reward and _mtime(checkpoint_of(self.spec, self.spec.stage(stage.reward))) > _mtime(run.metrics_path):
+            drift.append(f"reward '{stage.reward}' was retrained after this stage")
+        if drift:
+            raise ConfigError(
+                f"stage '{stage.name}': {run.root} was trained with another config ({'; '.join(drift[:3])}"
+                + (f"; +{len(drift) - 3} more" if len(drift) > 3 else "") + ")",
+                f"pass --restart {stage.name} to retrain it, or undo the recipe change")
 
     def generate(self, stage: StageSpec) -> None:
         """The recipe's [generate] decoding for every pair of the split, in order."""
