@@ -5,6 +5,7 @@ next to the paper's numbers."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def test_a_table_runs_end_to_end_and_puts_rows_next_to_the_paper(finished_table)
     markdown = (runs / "results.md").read_text()
     assert "| CORAL-BERT (mix) | ours |" in markdown
     assert "| 10.50 | 0.2241 | 0.2079 | 0.0428 | 0.2760 | 0.7418 | 0.6692 |" in markdown  # the paper's row
+    assert re.search(r"^\| CORAL-BERT \(mix\) \| 4 \| max_steps \| [^|]+ \| \d+\.\d \|$", markdown, re.M), markdown
 
 
 def test_a_second_run_skips_every_finished_stage(finished_table, tmp_path):

@@ -51,6 +51,16 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join([row["label"], "ours", *[_cell(ours.get(c), c) for c in cols]]) + " |")
         paper = row["paper"]
         lines.append("| " + " | ".join(["", "paper", *[_cell(paper.get(c), c) if paper else "—" for c in cols]]) + " |")
+    trained = [r for r in results["rows"] if r.get("training") and "steps" in r["training"]]
+    if trained:
+        lines += ["", "Training of each row (minutes: wall clock, first to last logged record):", "",
+                  "| Model | steps | stopped | best validation | minutes |", "|---|---:|---|---:|---:|"]
+        for row in trained:
+            t = row["training"]
+            best = f"{t['best']:.4f}" if isinstance(t.get("best"), (int, float)) else "—"
+            best += f" ({t['metric']})" if t.get("metric") and best != "—" else ""
+            lines.append(f"| {row['label']} | {t['steps'] if t['steps'] is not None else '—'} | {t['stopped'] or '—'} "
+                         f"| {best} | {t['seconds'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -67,14 +77,15 @@ def _row(spec: TableSpec, name: str, label: str, paper_row: str, columns: list[s
 
 
 def _training(spec: TableSpec, stage: Any) -> dict[str, Any] | None:
-    """Steps, stop reason, best validation value and wall-clock seconds (across resumes)."""
+    """Steps, stop reason, best validation value, and wall-clock seconds from the first logged record
+    to the last (a pause between an interruption and its resume counts too)."""
     if stage.checkpoint is not None:
         return {"checkpoint": str(stage.checkpoint)}
     records = run_of(spec, stage).read_metrics()
     if not records:
         return None
     end = next((r for r in reversed(records) if r.get("event") == "end"), {})
-    return {"steps": end.get("step"), "stopped": end.get("reason"), "best": end.get("best"),
+    return {"steps": end.get("step"), "stopped": end.get("reason"), "best": end.get("best"), "metric": end.get("metric"),
             "seconds": round(records[-1]["time"] - records[0]["time"], 1)}
 
 

@@ -162,7 +162,7 @@ class Trainer:
                 self._save_last()
         best = self.run.checkpoint("best")
         self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
-        self._log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best})
+        self._log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best, "metric": self.task.metric})
         return st
 
     def _batches(self, epoch: int) -> Sequence[Any]:
