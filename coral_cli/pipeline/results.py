@@ -57,8 +57,7 @@ def results_markdown(results: dict[str, Any]) -> str:
                   "| Model | steps | stopped | best validation | minutes |", "|---|---:|---|---:|---:|"]
         for row in trained:
             t = row["training"]
-            best = f"{t['best']:.4f}" if isinstance(t.get("best"), (int, float)) else "—"
-            best += f" ({t['metric']})" if t.get("metric") and best != "—" else ""
+            best = _cell(t.get("best"), "best") + (f" ({t['metric']})" if t.get("metric") and t.get("best") is not None else "")
             lines.append(f"| {row['label']} | {t['steps'] if t['steps'] is not None else '—'} | {t['stopped'] or '—'} "
                          f"| {best} | {t['seconds'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
