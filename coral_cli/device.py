@@ -32,9 +32,10 @@ def pick_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it; full precision elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """bf16 autocast on CUDA devices that support it (unless `enabled` is False, i.e. train.bf16 =
+    false); full precision elsewhere."""
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
 

@@ -52,13 +52,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The plugin called `name`; unknown names list the known ones with a "did you mean"."""
         if name not in self._loaded:
-            ep = self._discover().get(name)
-            if ep is None:
-                known = self.names()
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise PluginError(f"unknown {self.kind} '{name}'",
-                                  f"{hint}available: {', '.join(known) or 'none'} (see 'coral plugins')")
+            self.check(name)
+            ep = self._discover()[name]
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken third-party plugin must not look like our bug
@@ -66,6 +61,17 @@ class Registry(Generic[T]):
                                   "reinstall or remove the package that provides it") from exc
             self._loaded[name] = (obj, _origin(ep))
         return self._loaded[name][0]
+
+    def check(self, name: str, key: str = "") -> None:
+        """Fail early on an unknown name (without importing the plugin); `key` names its config key."""
+        known = self.names()
+        if name in known:
+            return
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        where = f" ({key})" if key else ""
+        raise PluginError(f"unknown {self.kind} '{name}'{where}",
+                          f"{hint}available: {', '.join(known) or 'none'} (see 'coral plugins')")
 
     def names(self) -> list[str]:
         return sorted(set(self._loaded) | set(self._discover()))

@@ -14,7 +14,7 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
     """Steps, last training stats, every evaluation's metrics, the best one and the end reason."""
     if not run.config_path.exists():
         raise CoralError(f"not a run folder: {run.root} (no config.toml)", "pass runs/<name> of a training run")
-    records = run.read_metrics()
+    records = current_attempt(run.read_metrics())
     steps = [r for r in records if r.get("event") == "step"]
     evals = [r for r in records if r.get("event") == "eval"]
     end = next((r for r in reversed(records) if r.get("event") == "end"), None)
@@ -33,6 +33,27 @@ def summarize_run(run: RunDir) -> dict[str, Any]:
                for k in _numeric_keys(evals)},
         },
     }
+
+
+def current_attempt(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records each step's final attempt logged, so every step is counted and plotted once.
+
+    A resume rewrites metrics.jsonl itself (`RunDir.rewind_metrics`); this also reads files from
+    before that: after a `resume` marker at step S, or a step logged again, the earlier attempt's
+    records from there on are dropped.
+    """
+    out: list[dict[str, Any]] = []
+    last = 0  # highest step of a kept step record
+    for r in records:
+        step = r.get("step") if isinstance(r.get("step"), int) else None
+        if step is not None and (r.get("event") == "resume" or (r.get("event") == "step" and step <= last)):
+            cut = step if r.get("event") == "resume" else step - 1
+            out = [x for x in out if x.get("event") != "end" and (x.get("step") or 0) <= cut]
+            last = max((x["step"] for x in out if x.get("event") == "step"), default=0)
+        if r.get("event") == "step" and step is not None:
+            last = max(last, step)
+        out.append(r)
+    return out
 
 
 def _numeric_keys(records: list[dict[str, Any]]) -> list[str]:

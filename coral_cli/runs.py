@@ -1,20 +1,35 @@
 """The run folder every training command shares: runs/<name>/{config.toml, metrics.jsonl, checkpoints/}.
 
 The resolved config is written first, so any run can be repeated exactly with
-`--recipe runs/<name>/config.toml`.
+`--recipe runs/<name>/config.toml`. A training holds the folder's lock (`RunDir.lock`) from
+before it writes config.toml until it ends, so two processes never train into one folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coral_cli.atomic import atomic_write_text
+from coral_cli.atomic import atomic_write_text, remove_stale_temps, restore_interrupted
 from coral_cli.config.toml_out import dump_toml
+from coral_cli.errors import CoralError
+
+LOCK_FILE = ".lock"
+_held: dict[Path, int] = {}  # run folders this process has locked -> the thread that holds each
+
+
+class RunInUse(CoralError):
+    """Another process holds the run folder's lock."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +61,82 @@ class RunDir:
         atomic_write_text(self.config_path, dump_toml(config, header))
         return self
 
+    @contextmanager
+    def lock(self) -> Iterator[RunDir]:
+        """Hold this run for the block: an exclusive `flock` on `<root>/.lock`, or `RunInUse`.
+
+        The lock belongs to the open file, so the kernel drops it when the process dies: there
+        are no stale locks to clear by hand. Nested use in one thread is free. On taking it, the
+        folder is tidied (`tidy`), since no other writer can exist. Under torchrun only rank 0
+        locks and tidies; the other ranks never write the folder.
+        """
+        key, me = self.root.resolve(), threading.get_ident()
+        if _held.get(key) == me or os.environ.get("RANK", "0") != "0":
+            yield self
+            return
+        if key in _held:
+            raise RunInUse(f"run folder {self.root} is in use by another training in this process",
+                           "wait for it to end, or train a separate run with --name NEW")
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunInUse(f"run folder {self.root} is in use by another coral process{pid}",
+                           f"wait for it to end{f' or stop it (kill {holder})' if pid else ''}; "
+                           "or train a separate run with --name NEW") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held[key] = me
+        try:
+            self.tidy()
+            yield self
+        finally:
+            del _held[key]
+            os.close(fd)
+
+    def tidy(self) -> None:
+        """Put back a checkpoint whose atomic swap was killed between its two renames, and delete
+        the temp folders of killed saves (call only under `lock`)."""
+        if self.checkpoints.is_dir():
+            for old in self.checkpoints.glob(".*.old"):
+                restore_interrupted(self.checkpoints / old.name[1:-len(".old")])
+        remove_stale_temps(self.checkpoints)
+        remove_stale_temps(self.root, (self.config_path.name, self.metrics_path.name))  # not a table's predictions
+
+    def clear(self) -> bool:
+        """Delete everything in the run folder but its lock (call under `lock`); False if it held nothing."""
+        found = [p for p in self.root.iterdir() if p.name != LOCK_FILE] if self.root.is_dir() else []
+        for p in found:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        return bool(found)
+
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line (a step or an epoch) with a wall-clock timestamp."""
         self.root.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         with self.metrics_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"time": round(time.time(), 3), **clean}) + "\n")
+            fh.write(_line(record))
+
+    def rewind_metrics(self, step: int) -> None:
+        """Make metrics.jsonl describe the run continued from a checkpoint at `step`.
+
+        What an earlier attempt logged after `step` (it is about to be redone) and its `end`
+        record are dropped, then `{"event": "resume", "step": step}` is appended; a fresh start
+        (`step` 0) keeps nothing. The file is rewritten atomically.
+        """
+        records = self.read_metrics()
+        keep = [r for r in records if step and r.get("event") != "end" and (r.get("step") or 0) <= step]
+        if len(keep) < len(records) or (step == 0 and self.metrics_path.exists()):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        if step:
+            self.log({"event": "resume", "step": step})
+
+    def logged_step(self) -> int:
+        """The last step with a logged training or evaluation record (0 if none)."""
+        return max((r.get("step") or 0 for r in self.read_metrics() if r.get("event") in ("step", "eval")), default=0)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records; a line cut short by a crash (the last one) is ignored."""
@@ -69,3 +154,8 @@ class RunDir:
 def run_dir(runs_dir: str | Path, name: str) -> RunDir:
     """`<runs_dir>/<name>` as a `RunDir`."""
     return RunDir(Path(runs_dir) / name)
+
+
+def _line(record: dict[str, Any]) -> str:
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+    return json.dumps({"time": round(time.time(), 3), **clean}) + "\n"

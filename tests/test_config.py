@@ -1,10 +1,15 @@
-import tomllib
+import sys
 
 import pytest
 
 from coral_cli.config import CoralConfig, dump_toml, parse_assignment, resolve, to_dict
 from coral_cli.errors import ConfigError
 from tests.conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def write(tmp_path, text):

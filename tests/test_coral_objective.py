@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -5,14 +7,16 @@ import torch
 from coral_cli.config import resolve
 from coral_cli.generator.batch import TrainBatch, seq2seq_batch
 from coral_cli.generator.model import build_generator
-from coral_cli.generator.train import build_objective
-from coral_cli.objectives.coral import choose_sources, decoder_batch
+from coral_cli.tasks.train import build_objective
+from coral_cli.objectives.candidates import choose_sources
+from coral_cli.objectives.coral import decoder_batch
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.samplers.base import Candidates
 from coral_cli.tokenizer import load_tokenizer
 from tests.fixed_rewards import ConstantReward, ResponseTokenReward, make
 
 CPU = torch.device("cpu")
+NO_GROUPS = SimpleNamespace(groups=[])
 POOL = [[2748, 1012], [2053, 1010, 2025, 2085, 1012], [7592, 999], [2339, 1029], [4931, 2035]]
 CONTEXTS = [[7592, 1010, 2129, 2024, 2017, 1029], [2054, 2051, 2003, 2009, 1029], [2175, 2188]]
 POSITIVES = [[1045, 2572, 2986, 1012], [2009, 1005, 1055, 2416, 1029], [2748]]
@@ -145,11 +149,11 @@ def test_rloo_and_moving_average_baselines(tok):
     cfg, model = tiny(tok, p_plus=0.0, policy="mix", baseline="rloo", rloo_k=2, sample_max_new_tokens=3)
     objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
     f = torch.tensor([0.2, 0.9, 0.5, 0.1, 0.7])
-    b = objective.baseline(f, slice(1, 5))
+    b = objective.baseline(f, SimpleNamespace(groups=[(1, 5, 2)]))
     torch.testing.assert_close(b, torch.tensor([0.0, 0.5, 0.9, 0.7, 0.1]))
     loss, stats = objective(model, batch(tok))
     assert torch.isfinite(loss)
     cfg, model = tiny(tok, baseline="moving-average", ema_decay=0.5)
     objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
-    torch.testing.assert_close(objective.baseline(torch.tensor([0.2, 0.4]), slice(0, 0)), torch.tensor([0.3, 0.3]))
-    torch.testing.assert_close(objective.baseline(torch.tensor([0.5, 0.5]), slice(0, 0)), torch.tensor([0.4, 0.4]))
+    torch.testing.assert_close(objective.baseline(torch.tensor([0.2, 0.4]), NO_GROUPS), torch.tensor([0.3, 0.3]))
+    torch.testing.assert_close(objective.baseline(torch.tensor([0.5, 0.5]), NO_GROUPS), torch.tensor([0.4, 0.4]))

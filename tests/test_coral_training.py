@@ -9,7 +9,7 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.model import load_generator
-from coral_cli.generator.train import train_generator
+from coral_cli.tasks.train import train_generator
 from coral_cli.rewards import save_reward
 from coral_cli.runs import run_dir
 from coral_cli.tokenizer import load_tokenizer

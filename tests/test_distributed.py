@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from coral_cli.config import resolve
-from coral_cli.generator.train import generator_trainer
+from coral_cli.tasks.train import generator_trainer
 from coral_cli.runs import run_dir
 from tests.tiny_generator import write_recipe
 
@@ -55,3 +55,34 @@ def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     records = run_dir(tmp_path, "ddp").read_metrics()
     assert [r["step"] for r in records if r["event"] == "step"] == [2, 4, 6]
     assert (tmp_path / "ddp" / "checkpoints" / "last" / "model.safetensors").exists()
+
+
+def _retriever_worker(rank: int, world: int, port: int, out: str) -> None:
+    from coral_cli.tasks.train import retriever_trainer
+    from tests.tiny import tiny_config
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    cfg = tiny_config("bert", **{"retriever.train.max_steps": 4, "retriever.train.log_every": 2,
+                                 "retriever.train.eval_every": 4, "retriever.dropout": 0.0, "runtime.device": "cpu",
+                                 "data.max_pairs": 32})
+    trainer = retriever_trainer(cfg, run_dir(out, "ddp-retriever"), [])
+    initial = {k: v.clone() for k, v in trainer.task.model.state_dict().items()}
+    assert trainer.fit().step == 4
+    moved = {k: v for k, v in trainer.task.model.state_dict().items() if not torch.equal(v, initial[k])}
+    save_file({k: v.contiguous() for k, v in moved.items()}, os.path.join(out, f"retriever-rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()
+
+
+def test_retriever_training_under_torchrun_averages_gradients_and_only_rank_0_writes(tmp_path):
+    mp.start_processes(_retriever_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0 = load_file(str(tmp_path / "retriever-rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "retriever-rank1.safetensors"))
+    assert r0 and set(r0) == set(r1)  # training moved the weights, the same ones on both ranks
+    for key in r0:  # each rank saw other batches: equal weights mean DDP averaged the gradients
+        torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=key)
+    records = run_dir(tmp_path, "ddp-retriever").read_metrics()
+    assert [r["step"] for r in records if r["event"] == "step"] == [2, 4]  # one writer, no duplicates
+    assert [r["event"] for r in records].count("end") == 1

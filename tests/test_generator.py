@@ -13,7 +13,7 @@ from coral_cli.errors import AssetError
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.batch import TrainBatch, seq2seq_batch
 from coral_cli.generator.model import build_generator, load_generator
-from coral_cli.generator.train import train_generator
+from coral_cli.tasks.train import train_generator
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.runs import run_dir
 from coral_cli.tokenizer import load_tokenizer, wordpiece_text

@@ -194,7 +194,7 @@ def test_an_interrupted_stage_resumes_from_its_last_checkpoint(finished_table, t
     seen = messages(spec, only=("ce",))
     assert ("ce", "resuming generator -> " + str(run) + " (resumes from step 2)") in seen
     steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r.get("event") == "step"]
-    assert steps == [1, 2, 3, 3, 4]  # step 3 is redone from the step-2 checkpoint, nothing before it
+    assert steps == [1, 2, 3, 4]  # step 3 is redone from the step-2 checkpoint and logged once
     assert stage_state(spec, spec.stage("ce")).state == "done"
 
 
@@ -222,7 +222,7 @@ def test_plan_lists_states_and_a_bad_table_lists_every_problem(finished_table, t
     path = write_table(tmp_path / "bad", bad)
     result = cli("recipe", "run", str(path))
     assert result.exit_code == 2 and "Traceback" not in result.output
-    for expected in ("unknown key 'titel' (did you mean 'title'?)", "train = 'generatr'",
+    for expected in ("unknown key 'table.titel' (did you mean 'title'?)", "'generatr' is not one of retriever, generator",
                      "reward = 'rewad' is not an earlier stage (did you mean 'reward'?)",
                      "row 'coral-bert-mixx' is not in the paper's dailydialog table (did you mean 'coral-bert-mix'?)"):
         assert expected in result.output, result.output

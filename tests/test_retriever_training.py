@@ -6,7 +6,7 @@ import torch
 from coral_cli.rewards import build_reward
 from coral_cli.rewards.evaluate import evaluate_pool
 from coral_cli.rewards.retrieval_data import retrieval_data
-from coral_cli.rewards.training import RetrieverTask
+from coral_cli.tasks.retriever import RetrieverTask
 from coral_cli.runs import run_dir
 from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.events import StepEnd

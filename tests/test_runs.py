@@ -1,10 +1,15 @@
-import tomllib
+import sys
 
 import pytest
 
 from coral_cli.atomic import atomic_directory, atomic_write_text
 from coral_cli.config import resolve
 from coral_cli.runs import run_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def test_run_dir_writes_a_config_that_repeats_the_run(tmp_path):

@@ -15,7 +15,7 @@ from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.batch import encoder_inputs
 from coral_cli.generator.model import build_generator
-from coral_cli.generator.task import GeneratorTask
+from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.runs import run_dir
 from coral_cli.training.events import StepEnd
 from coral_cli.training.loop import Trainer

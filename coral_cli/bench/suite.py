@@ -27,12 +27,10 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.device import describe_device, pick_device
 from coral_cli.generator.model import build_generator
-from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
-from coral_cli.registry import SAMPLERS
 from coral_cli.rewards.checkpoint import build_reward
 from coral_cli.rewards.retrieval_data import retrieval_data
-from coral_cli.samplers.base import SamplerEnv
+from coral_cli.tasks.train import build_objective
 from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.batching import token_budget_batches
 
@@ -55,9 +53,8 @@ def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: 
     coral_cfg = copy.deepcopy(cfg)
     coral_cfg.objective.loss, coral_cfg.objective.policy = "coral", "mix"
     o = coral_cfg.objective
-    env = SamplerEnv(train.pool_ids, tok, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens)
-    samplers = {name: SAMPLERS.get(name)(env) for name in ("positive", o.negative_sampler, o.on_policy_sampler)}
-    coral = train_throughput(coral_cfg, tok, data, val, CoralObjective(o, reward, samplers, tok), reward, steps, device)
+    coral = train_throughput(coral_cfg, tok, data, val, build_objective(coral_cfg, reward, tok, train.pool_ids, device),
+                             reward, steps, device)
 
     test = encode_pairs(load_pairs(cfg.data, "test"), tok, cfg.data)
     model = build_generator(cfg.generator, tok).to(device).eval()

@@ -7,23 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from coral_cli.chat.session import ChatSession, ChatSettings
-from coral_cli.errors import AssetError, DataError
+from coral_cli.errors import DataError
+from coral_cli.textio import read_text
 
 
 def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
     """Fail fast (exit 2) on a missing or foreign folder without loading any weights."""
+    from coral_cli.generator.model import check_weights, read_generator_config
     from coral_cli.rewards.checkpoint import read_reward_meta
 
-    config = checkpoint / "config.json"
-    if not config.is_file():
-        raise AssetError(f"not a checkpoint folder: {checkpoint} (no config.json)",
-                         "pass a generator checkpoint, e.g. runs/<name>/checkpoints/best")
-    try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except json.JSONDecodeError as exc:
-        raise AssetError(f"{config}: damaged JSON ({exc.msg})", "re-train or restore the checkpoint") from None
-    if kind != "bart":
-        raise AssetError(f"{checkpoint} is not a generator checkpoint", "pass a checkpoint written by 'coral coral train'")
+    read_generator_config(checkpoint)
+    check_weights(checkpoint)
     if reward_checkpoint is not None:
         read_reward_meta(reward_checkpoint)
 
@@ -32,7 +26,7 @@ def read_context_file(path: Path) -> list[str]:
     """Utterances to start from: one per line, a JSON list, or one DailyDialog `__eou__` line."""
     if not path.is_file():
         raise DataError(f"context file not found: {path}", "pass a text file with one utterance per line")
-    text = path.read_text(encoding="utf-8").strip()
+    text = read_text(path).strip()
     if text.startswith("["):
         try:
             return [str(u).strip() for u in json.loads(text) if str(u).strip()]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
-import click
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from coral_cli.commands import bench as bench_cmd
@@ -22,24 +23,62 @@ from coral_cli.commands import recipe as recipe_cmd
 from coral_cli.commands import retriever as retriever_cmd
 from coral_cli.commands import runs as runs_cmd
 from coral_cli.commands.console import err
-from coral_cli.errors import CoralError
+from coral_cli.errors import ENVIRONMENT_ERRNOS, CoralError, output_error
+
+try:  # recent typer ships its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_errors
 
 DEBUG_ENV = "CORAL_DEBUG"
+NO_ARGS_HELP = getattr(click_errors, "NoArgsIsHelpError", ())  # bare `coral` / `coral data`: help, exit 2
 
 
 class CoralGroup(TyperGroup):
-    """The one place user errors become a clean message; `--debug` keeps the traceback."""
+    """The one place user errors become a clean message; `--debug` keeps the traceback.
 
-    def invoke(self, ctx: click.Context) -> Any:
+    Sub-apps are invoked (and parse their arguments) inside `invoke`, so their usage errors and
+    `CoralError`s pass through here too.
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click_errors.UsageError as exc:
+            _usage_exit(exc)
+
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click_errors.UsageError as exc:
+            _usage_exit(exc)
         except CoralError as exc:
-            if os.environ.get(DEBUG_ENV) == "1":
+            _error_exit(exc)
+        except OSError as exc:  # a full or read-only disk is the user's to fix; other OSErrors are bugs
+            if exc.errno not in ENVIRONMENT_ERRNOS or os.environ.get(DEBUG_ENV) == "1":
                 raise
-            err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
-            if exc.hint:
-                err.print(f"[yellow]fix:[/] {exc.hint}", soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            _error_exit(output_error(exc, action="access" if exc.errno == errno.EACCES else "write"))
+
+
+def _error_exit(exc: CoralError) -> NoReturn:
+    if os.environ.get(DEBUG_ENV) == "1":
+        raise exc
+    err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+    if exc.hint:
+        err.print(f"[yellow]fix:[/] {exc.hint}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
+
+
+def _usage_exit(exc: click_errors.UsageError) -> NoReturn:
+    """click's usage errors (no such option, missing argument, bad value) in the same two lines."""
+    if isinstance(exc, NO_ARGS_HELP):
+        raise exc
+    command = exc.ctx.command_path if exc.ctx else "coral"
+    if exc.ctx:
+        err.print(exc.ctx.get_usage(), markup=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(exc.format_message())}", markup=True, soft_wrap=True)
+    err.print(f"[yellow]fix:[/] run '{escape(command)} --help' for the options", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(

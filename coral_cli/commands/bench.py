@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from coral_cli.commands.console import err, print_json
-from coral_cli.commands.options import Device, MaxPairs, Recipe, Sets, load_config
+from coral_cli.commands.options import Device, MaxPairs, Recipe, Sets, check_out_file, load_config
 
 
 def bench(
@@ -24,14 +24,15 @@ def bench(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (else stdout).")] = None,
 ) -> None:
     """Measure CE vs Seq2SeqTrainer throughput, CORAL vs CE step time, generation, reward scoring."""
-    from coral_cli.atomic import atomic_write_text
     from coral_cli.bench.suite import run_bench
+    from coral_cli.textio import write_text
 
+    check_out_file(out, "bench.json")
     cfg = load_config(recipe, sets, {"data.max_pairs": max_pairs, "runtime.device": device})
     with err.status("benchmarking (training, generation, scoring)"):
         report = run_bench(cfg, steps, contexts, pairs, tuple(r.strip() for r in rewards.split(",") if r.strip()))
     if out:
-        atomic_write_text(out, jsonlib.dumps(report, indent=2) + "\n")
+        write_text(out, jsonlib.dumps(report, indent=2) + "\n")
         c, g = report["ce_training"], report["generation"]
         err.print(f"CE: ours {c['coral_trainer']['tokens_per_s']:,.0f} tok/s vs Seq2SeqTrainer "
                   f"{c['hf_seq2seq_trainer']['tokens_per_s']:,.0f} (x{c['throughput_ratio']:.2f}); CORAL mix step "

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json as jsonlib
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from coral_cli.commands.options import Device
+from coral_cli.commands.options import Device, check_finite
 
 
 def chat(
@@ -35,6 +34,7 @@ def chat(
 
     if strategy not in ("nucleus", "beam", "greedy"):
         raise CoralError(f"unknown strategy '{strategy}'", "use nucleus, beam or greedy")
+    check_finite(top_p=top_p, temperature=temperature, margin=margin)
     check_checkpoints(checkpoint, reward_checkpoint)
     history = read_context_file(context_file) if context_file else []
     settings = ChatSettings(n, strategy, top_p, temperature, max_new_tokens, margin, rerank)
@@ -54,8 +54,9 @@ def chat(
 def _plain(session) -> None:
     from coral_cli.chat.commands import apply_command
     from coral_cli.errors import CoralError
+    from coral_cli.textio import stdin_lines
 
-    for line in sys.stdin:
+    for line in stdin_lines():
         text = line.strip()
         if not text:
             continue

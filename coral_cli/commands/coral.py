@@ -44,7 +44,7 @@ def train(
     """Train a seq2seq generator; checkpoints each epoch, best/ by validation, resumable."""
     from coral_cli.commands.progress import TrainingView
     from coral_cli.commands.runs import open_run
-    from coral_cli.generator.train import train_generator
+    from coral_cli.tasks.train import train_generator
 
     flags = {
         **data_flags(dataset, data_dir, max_context_tokens, max_pairs, tokenizer),
@@ -55,14 +55,15 @@ def train(
         "train.batch_tokens": batch_tokens, "train.grad_accum": grad_accum,
         "runtime.device": device, "runtime.seed": seed,
     }
-    cfg, run = open_run(recipe, sets, flags, name, "generator-{objective.loss}", resume, "coral coral train")
-    g = cfg.generator
-    o = cfg.objective
-    err.print(f"run: {run.root}  loss: {o.loss}  model: {g.encoder_layers}+{g.decoder_layers} layers, "
-              f"d={g.d_model}, {g.heads} heads")
-    if o.loss == "coral":
-        err.print(f"CORAL: reward {o.reward} ({o.reward_checkpoint}), p+ {o.p_plus}, m {o.margin}, "
-                  f"{o.policy}-policy, baseline {o.baseline}")
-    keys = ("loss", "r3_pos", "r3_neg", "f_R") if o.loss == "coral" else ("loss", "nll")
-    with TrainingView(f"generator {o.loss}", keys) as view:
-        train_generator(cfg, run, [view], resume)
+    with open_run(recipe, sets, flags, name, "generator-{objective.loss}", resume, "coral coral train",
+                  "generator") as (cfg, run):
+        g = cfg.generator
+        o = cfg.objective
+        err.print(f"run: {run.root}  loss: {o.loss}  model: {g.encoder_layers}+{g.decoder_layers} layers, "
+                  f"d={g.d_model}, {g.heads} heads")
+        if o.loss == "coral":
+            err.print(f"CORAL: reward {o.reward} ({o.reward_checkpoint}), p+ {o.p_plus}, m {o.margin}, "
+                      f"{o.policy}-policy, baseline {o.baseline}")
+        keys = ("loss", "r3_pos", "r3_neg", "f_R") if o.loss == "coral" else ("loss", "nll")
+        with TrainingView(f"generator {o.loss}", keys) as view:
+            train_generator(cfg, run, [view], resume)

@@ -7,13 +7,14 @@ Exit codes: 0 all gates passed; 1 a --fail-under/--fail-over gate failed; 2 usag
 from __future__ import annotations
 
 import json as jsonlib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from coral_cli.commands.console import err, out, print_json
-from coral_cli.commands.options import Device, Json
+from coral_cli.commands.options import Device, Json, check_finite, check_out_file
 from coral_cli.errors import CoralError
 
 app = typer.Typer(help="Evaluate generated responses: Avg. Len, BLEU, METEOR, Dist-n, MAUDE, R3.",
@@ -32,7 +33,7 @@ def evaluate(
     bleu: Annotated[str, typer.Option(help="sacrebleu, nltk-corpus or nltk-sentence (see README).")] = "sacrebleu",
     evaluator: Annotated[Optional[list[str]], typer.Option(help="name=DIR of a MAUDE evaluator retriever (repeatable).")] = None,
     reward_checkpoint: Annotated[Optional[str], typer.Option(help="The training reward: report its mean R3, warn on reuse.")] = None,
-    margin: Annotated[float, typer.Option(help="m for the reported R3 = f_R - m.")] = 0.0,
+    margin: Annotated[float, typer.Option(help="m for the reported R3 = f_R - m.", min=0.0, max=1.0)] = 0.0,
     references_as_predictions: Annotated[bool, typer.Option("--references-as-predictions", help="Score the references themselves (the paper's Ground Truth row).")] = False,
     fail_under: Gate = None,
     fail_over: Annotated[Optional[list[str]], typer.Option(help="name=value[,...]: exit 1 if a metric is above.")] = None,
@@ -46,17 +47,15 @@ def evaluate(
     if predictions is None:
         raise CoralError("no predictions given", "pass --predictions FILE (e.g. the --out of 'coral generate')")
     from coral_cli.device import pick_device
-    from coral_cli.metrics.bleu import VARIANTS
     from coral_cli.metrics.predictions import attach_contexts, attach_references, read_predictions
-    from coral_cli.metrics.report import METRIC_FAMILIES, check_gates, default_families
+    from coral_cli.metrics.report import check_gate_names, check_gates, default_families, metric_names
     from coral_cli.metrics.report import evaluate as run_evaluation
 
-    chosen = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
-    unknown = [m for m in chosen if m not in METRIC_FAMILIES]
-    if unknown:
-        raise CoralError(f"unknown metric(s) {', '.join(unknown)}", f"choose from {', '.join(METRIC_FAMILIES)}")
-    if bleu not in VARIANTS:
-        raise CoralError(f"unknown BLEU variant '{bleu}'", f"choose from {', '.join(VARIANTS)}")
+    chosen = _families(metrics, bleu)
+    check_finite(margin=margin)
+    check_out_file(out_file, "report.json")
+    under, over = _gates(fail_under), _gates(fail_over)
+    evaluators = dict(_pair(e, "--evaluator esim=runs/esim/checkpoints/best") for e in evaluator or [])
     ps = read_predictions(predictions)
     if references:
         attach_references(ps, references)
@@ -68,17 +67,16 @@ def evaluate(
         ps.predictions, ps.samples = list(ps.references), [[r] for r in ps.references]
         ps.source["references_as_predictions"] = True
     chosen = chosen or default_families(ps)
-    under, over = _gates(fail_under), _gates(fail_over)
-    evaluators = dict(_pair(e) for e in evaluator or [])
+    check_gate_names({**under, **over}, metric_names(chosen, evaluators, reward_checkpoint))
     with err.status("scoring"):
         report = run_evaluation(ps, chosen, bleu, evaluators, reward_checkpoint, margin, pick_device(device or "auto"))
     report["gates"] = check_gates(report, under, over)
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {warning}")
     if out_file:
-        from coral_cli.atomic import atomic_write_text
+        from coral_cli.textio import write_text
 
-        atomic_write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if json:
         print_json(report)
     else:
@@ -146,31 +144,60 @@ def _render(report: dict[str, Any]) -> None:
         out.print(f"BLEU: {b['variant']} {b.get('signature', '')}".rstrip())
 
 
+def _families(metrics: Optional[str], bleu: str) -> tuple[str, ...]:
+    """The --metrics families asked for (empty: all the inputs allow); --bleu checked too."""
+    from coral_cli.metrics.bleu import VARIANTS
+    from coral_cli.metrics.report import METRIC_FAMILIES
+
+    chosen = tuple(m.strip() for m in (metrics or "").split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METRIC_FAMILIES]
+    if unknown:
+        raise CoralError(f"unknown metric(s) {', '.join(unknown)}", f"choose from {', '.join(METRIC_FAMILIES)}")
+    if bleu not in VARIANTS:
+        raise CoralError(f"unknown BLEU variant '{bleu}'", f"choose from {', '.join(VARIANTS)}")
+    return chosen
+
+
 def _gates(values: Optional[list[str]]) -> dict[str, float]:
     gates: dict[str, float] = {}
     for item in values or []:
         for part in item.split(","):
             if part.strip():
-                name, value = _pair(part)
-                try:
-                    gates[name] = float(value)
-                except ValueError:
-                    raise CoralError(f"gate '{part}' needs a number", "write it as METRIC=VALUE, e.g. BLEU=0.01") from None
+                name, value = _pair(part, "--fail-under BLEU=0.01")
+                gates[name] = _threshold(part, value)
     return gates
 
 
-def _pair(text: str) -> tuple[str, str]:
+def _threshold(gate: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):  # float() accepts 'nan' and 'inf'; no gate can compare with them
+        raise CoralError(f"gate '{gate}' needs a finite number", "write it as METRIC=VALUE, e.g. --fail-under BLEU=0.01")
+    return number
+
+
+def _pair(text: str, example: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise CoralError(f"expected name=value, got '{text}'", "e.g. --evaluator esim=runs/esim/checkpoints/best")
+        raise CoralError(f"expected name=value, got '{text}'", f"e.g. {example}")
     return name.strip(), value.strip()
 
 
 def _load_report(path: Path) -> dict[str, Any]:
+    """A `coral evaluate --json` report: a JSON object whose "metrics" maps names to numbers."""
+    from coral_cli.textio import read_text
+
+    fix = "pass files written by 'coral evaluate --json' (or --out)"
     try:
-        data = jsonlib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, jsonlib.JSONDecodeError) as exc:
-        raise CoralError(f"cannot read report {path}: {exc}", "pass files written by 'coral evaluate --json'") from None
-    if not isinstance(data, dict) or "metrics" not in data:
-        raise CoralError(f"{path} is not a coral evaluate report", "pass files written by 'coral evaluate --json'")
+        data = jsonlib.loads(read_text(path, fix=fix))
+    except jsonlib.JSONDecodeError as exc:
+        raise CoralError(f"{path}:{exc.lineno}: not a JSON report ({exc.msg})", fix) from None
+    metrics = data.get("metrics") if isinstance(data, dict) else None
+    if not isinstance(metrics, dict):
+        raise CoralError(f"{path} is not a coral evaluate report (no \"metrics\" object)", fix)
+    bad = [k for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        raise CoralError(f"{path}: metric '{bad[0]}' is not a number", fix)
     return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,8 +10,9 @@ import typer
 
 from coral_cli.commands.console import err
 from coral_cli.commands.options import (
-    DataDir, Dataset, Device, MaxPairs, Recipe, Sets, data_flags, load_config, open_input,
+    DataDir, Dataset, Device, MaxPairs, Recipe, Sets, check_out_file, data_flags, load_config, open_input,
 )
+from coral_cli.errors import ConfigError
 
 
 def generate(
@@ -21,7 +21,7 @@ def generate(
     sets: Sets = None,
     dataset: Dataset = None,
     data_dir: DataDir = None,
-    split: Annotated[str, typer.Option(help="Split to generate for.")] = "test",
+    split: Annotated[Optional[str], typer.Option(help="Split to generate for. [default: test]")] = None,
     max_pairs: MaxPairs = None,
     input: Annotated[Optional[str], typer.Option("--input", "-i", help="JSON lines of contexts (or -), instead of a split.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output JSON lines (default: stdout).")] = None,
@@ -37,6 +37,11 @@ def generate(
     device: Device = None,
 ) -> None:
     """Batched, KV-cached generation in input order, with each response's mean token log-prob."""
+    if input and split:
+        raise ConfigError("--split and --input both given", "pass either --split (a dataset split) or --input (JSON lines)")
+    check_out_file(out, "generations.jsonl")
+    split = split or "test"
+
     from rich.progress import Progress
 
     from coral_cli.device import pick_device
@@ -57,8 +62,7 @@ def generate(
     trained = meta.get("data", {})
     cfg.data.max_context_tokens = trained.get("max_context_tokens", cfg.data.max_context_tokens)
     if input:
-        handle = open_input(input)
-        requests = jsonl_requests(handle, input, tok, cfg.data.max_context_tokens)
+        requests = jsonl_requests(open_input(input), input, tok, cfg.data.max_context_tokens)
     else:
         requests = split_requests(cfg.data, split, tok)
     t0 = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -39,6 +41,18 @@ def load_config(recipe: Optional[Path], sets: Optional[list[str]], flags: dict[s
     return resolve(recipe, overrides)
 
 
+def check_plugins(cfg: Any, kind: str) -> None:
+    """Unknown plugin names fail at command start, not after the data and weights have loaded."""
+    from coral_cli.registry import REWARDS, SAMPLERS
+
+    if kind == "retriever":
+        REWARDS.check(cfg.retriever.model, "retriever.model")
+    elif cfg.objective.loss == "coral":  # the CE baseline uses neither reward nor samplers
+        REWARDS.check(cfg.objective.reward, "objective.reward")
+        SAMPLERS.check(cfg.objective.on_policy_sampler, "objective.on_policy_sampler")
+        SAMPLERS.check(cfg.objective.negative_sampler, "objective.negative_sampler")
+
+
 def data_flags(dataset: Optional[str], data_dir: Optional[str], max_context_tokens: Optional[int] = None,
                max_pairs: Optional[int] = None, tokenizer: Optional[str] = None) -> dict[str, Any]:
     """The common data flags as dotted config keys."""
@@ -51,15 +65,28 @@ def data_flags(dataset: Optional[str], data_dir: Optional[str], max_context_toke
     }
 
 
-def open_input(path: str) -> Any:
-    """stdin for '-', else the file; a missing file is a clear error."""
-    import sys
-
-    from coral_cli.errors import DataError
+def open_input(path: str) -> Iterable[str]:
+    """Lines of stdin for '-', else of the file (UTF-8, BOM dropped); a missing file is a clear error."""
+    from coral_cli.textio import read_text, stdin_lines
 
     if path == "-":
-        return sys.stdin
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}", "pass an existing JSON lines file, or - for stdin") from None
+        return stdin_lines()
+    return read_text(path, fix="pass an existing JSON lines file, or - for stdin").split("\n")
+
+
+def check_out_file(path: Optional[Path], example: str) -> None:
+    """Reject an --out that is a folder before any work is done."""
+    from coral_cli.errors import ConfigError
+
+    if path is not None and path.is_dir():
+        raise ConfigError(f"--out {path} is a folder", f"pass a file path, e.g. --out {path / example}")
+
+
+def check_finite(**options: float) -> None:
+    """NaN and inf slip through click's min/max (every comparison with NaN is false)."""
+    from coral_cli.errors import ConfigError
+
+    for name, value in options.items():
+        if not math.isfinite(value):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} = {value} is not a finite number", f"pass a number, e.g. {flag} 0.5")

@@ -1,8 +1,11 @@
-"""A Rich view of trainer events: a progress bar with loss, tokens/s and ETA, one line per eval."""
+"""A Rich view of trainer events: a progress bar with loss, tokens/s and ETA, one line per eval;
+and what Ctrl-C during training prints (`interrupt_hint`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -50,3 +53,25 @@ class TrainingView:
         elif isinstance(event, TrainEnd):
             self.progress.update(self.task_id, completed=event.step)
             self.progress.console.print(f"done: {event.reason} at step {event.step}; best {event.best} -> {event.best_path}")
+
+
+@contextmanager
+def interrupt_hint(run: Any, resume: str, fresh: str) -> Iterator[None]:
+    """Around a training: Ctrl-C prints the last checkpoint's step and `resume` (the exact command
+    that continues), or `fresh` when no checkpoint was saved yet; then exits 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        import typer
+
+        from coral_cli.training.state import saved_step
+
+        last = run.checkpoint("last")
+        step = saved_step(last)
+        if step is None:
+            err.print(f"interrupted: no checkpoint of {run.root} was saved yet; {fresh}", highlight=False, markup=False,
+                      soft_wrap=True)
+        else:
+            err.print(f"interrupted: last checkpoint {last} (step {step})\nresume with: {resume}", highlight=False,
+                      markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None

@@ -4,6 +4,8 @@ command, resumable; see coral_cli/pipeline/spec.py for the table recipe format."
 from __future__ import annotations
 
 import contextlib
+import functools
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -36,7 +38,10 @@ def run(
 
     spec = read_table(table, runs_dir)
     err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}")
-    runner = TableRunner(spec, _notify, _train_view, tuple(restart or ()), tuple(sets or ()))
+    again = shlex.join(["coral", "recipe", "run", str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
+                        *(a for s in sets or () for a in ("--set", s))])  # what Ctrl-C says resumes
+    view = functools.partial(_train_view, spec, again)
+    runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()))
     results = runner.run(tuple(only or ()))
     if json:
         print_json(results)
@@ -48,7 +53,8 @@ def run(
 @app.command("plan")
 def plan(table: Table, runs_dir: RunsDir = None, json: Json = False) -> None:
     """List the stages with their state (done, interrupted, new) without running anything."""
-    from coral_cli.pipeline.runner import checkpoint_of, stage_state
+    from coral_cli.pipeline.paths import checkpoint_of
+    from coral_cli.pipeline.runner import stage_state
     from coral_cli.pipeline.spec import read_table
 
     spec = read_table(table, runs_dir)
@@ -73,13 +79,15 @@ def _notify(stage: str, message: str) -> None:
 
 
 @contextlib.contextmanager
-def _train_view(stage: Any, cfg: Any) -> Iterator[list[Any]]:
-    from coral_cli.commands.progress import TrainingView
+def _train_view(spec: Any, again: str, stage: Any, cfg: Any) -> Iterator[list[Any]]:
+    from coral_cli.commands.progress import TrainingView, interrupt_hint
+    from coral_cli.pipeline.paths import run_of
 
     if stage.kind == "retriever":
         title, keys = f"{stage.name} ({cfg.retriever.model})", ("loss", "acc", "infonce")
     else:
         coral = cfg.objective.loss == "coral"
         title, keys = stage.name, ("loss", "r3_pos", "r3_neg", "f_R") if coral else ("loss", "nll")
-    with TrainingView(title, keys) as view:
+    with interrupt_hint(run_of(spec, stage), again, f"'{again}' trains it again from the start"), \
+            TrainingView(title, keys) as view:
         yield [view]

@@ -41,7 +41,7 @@ def train(
     """Train a retriever on context-response pairs with random negatives; early-stop on R10@1."""
     from coral_cli.commands.progress import TrainingView
     from coral_cli.commands.runs import open_run
-    from coral_cli.rewards.training import train_retriever
+    from coral_cli.tasks.train import train_retriever
 
     flags = {
         **data_flags(dataset, data_dir, None, max_pairs, tokenizer),
@@ -50,10 +50,11 @@ def train(
         "retriever.train.lr": lr, "retriever.train.batch_tokens": batch_tokens,
         "runtime.device": device, "runtime.seed": seed,
     }
-    cfg, run = open_run(recipe, sets, flags, name, "retriever-{retriever.model}", resume, "coral retriever train")
-    err.print(f"run: {run.root}  model: {cfg.retriever.model}  backbone: {cfg.retriever.backbone}")
-    with TrainingView(f"retriever {cfg.retriever.model}", ("loss", "acc", "infonce")) as view:
-        train_retriever(cfg, run, [view], resume)
+    with open_run(recipe, sets, flags, name, "retriever-{retriever.model}", resume, "coral retriever train",
+                  "retriever") as (cfg, run):
+        err.print(f"run: {run.root}  model: {cfg.retriever.model}  backbone: {cfg.retriever.backbone}")
+        with TrainingView(f"retriever {cfg.retriever.model}", ("loss", "acc", "infonce")) as view:
+            train_retriever(cfg, run, [view], resume)
 
 
 @app.command("eval")
@@ -99,8 +100,7 @@ def score(
     from coral_cli.rewards import load_reward
     from coral_cli.rewards.score_io import read_score_requests
 
-    handle = open_input(input)
-    rows = read_score_requests(handle, input)
+    rows = read_score_requests(open_input(input), input)
     model = load_reward(checkpoint, pick_device(device or "auto"))
     scores = model.score([r["context"] for r in rows], [r["response"] for r in rows]).tolist() if rows else []
     for row, value in zip(rows, scores):

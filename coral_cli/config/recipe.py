@@ -14,6 +14,7 @@ from typing import Any
 from coral_cli.config.schema import CoralConfig
 from coral_cli.config.typed import build
 from coral_cli.errors import ConfigError
+from coral_cli.textio import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +28,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}", "pass an existing .toml file to --recipe")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text(path, ConfigError, "pass a readable .toml file to --recipe"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the recipe's syntax") from None
 

@@ -40,7 +40,7 @@ class DataConfig:
     max_pairs: int = opt(0, "use only the first N pairs of each split (0 = all)", min=0)
     train_half: str = opt("", "'' = all training dialogues; 'a' / 'b' = one of two disjoint halves (even / odd "
                           "dialogues), e.g. to train evaluators independent of the reward", choices=("", "a", "b"))
-    cache_dir: str = opt("", "tokenization cache; '' = $CORAL_CACHE_DIR or ~/.cache/coral")
+    cache_dir: str = opt("", "tokenization cache; '' = $CORAL_CACHE_DIR or ~/.cache/coral", trains=False)
 
     def problems(self) -> list[str]:
         bad = sorted(set(self.min_context_turns) - set(SPLITS))
@@ -64,9 +64,9 @@ class TokenizerConfig:
 class RuntimeConfig:
     """Device, seed and where runs are written."""
 
-    device: str = opt("auto", "'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'")
+    device: str = opt("auto", "'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'", trains=False)
     seed: int = opt(0, "random seed for shuffling, sampling and initialisation", min=0)
-    runs_dir: str = opt("runs", "folder that holds one sub-folder per run")
+    runs_dir: str = opt("runs", "folder that holds one sub-folder per run", trains=False)
 
 
 @dataclass
@@ -77,17 +77,17 @@ class TrainConfig:
     weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0)
     head_lr_scale: float = opt(1.0, "learning-rate multiplier for a freshly initialised scoring head (parameters 'head.*')", min=0.0)
     warmup_steps: int = opt(1000, "linear warmup steps, then linear decay to 0", min=0)
-    max_epochs: int = opt(50, "maximum epochs", min=1)
-    max_steps: int = opt(0, "stop after this many optimizer steps (0 = no limit)", min=0)
+    max_epochs: int = opt(50, "maximum epochs", min=1, extends=True)
+    max_steps: int = opt(0, "stop after this many optimizer steps (0 = no limit)", min=0, extends=True)
     batch_tokens: int = opt(8192, "token budget of a batch (padded size), batches are length-bucketed", min=16)
     max_batch_size: int = opt(256, "most examples in one batch", min=1)
     grad_accum: int = opt(1, "batches per optimizer step (gradient accumulation)", min=1)
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = off)", min=0.0)
     patience: int = opt(3, "stop after this many evaluations without improvement (0 = never)", min=0)
     eval_every: int = opt(0, "evaluate every N optimizer steps (0 = at the end of each epoch)", min=0)
-    save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = off)", min=0)
-    save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1)
-    log_every: int = opt(10, "log training stats every N optimizer steps", min=1)
+    save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = off)", min=0, trains=False)
+    save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1, trains=False)
+    log_every: int = opt(10, "log training stats every N optimizer steps", min=1, trains=False)
     bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (CPU stays fp32)")
 
 
@@ -165,6 +165,12 @@ class ObjectiveConfig:
     ema_decay: float = opt(0.99, "decay of the moving-average baseline", min=0.0, max=1.0)
     rloo_k: int = opt(4, "on-policy samples per context for the rloo baseline", min=2)
 
+    def problems(self) -> list[str]:
+        if self.loss == "coral" and self.baseline == "rloo" and (self.policy != "mix" or self.random_ratio >= 1):
+            return ["baseline = 'rloo' needs on-policy samples (policy = 'mix' with random_ratio < 1); "
+                    "for off-policy training use baseline = 'fixed' or 'moving-average'"]
+        return []
+
 
 @dataclass
 class GenerateConfig:
@@ -181,6 +187,11 @@ class GenerateConfig:
     batch_tokens: int = opt(16384, "token budget of a generation batch (contexts x (context + new tokens))", min=16)
     seed: int = opt(0, "sampling seed", min=0)
 
+    def problems(self) -> list[str]:
+        if self.min_new_tokens > self.max_new_tokens:
+            return [f"min_new_tokens ({self.min_new_tokens}) must not exceed max_new_tokens ({self.max_new_tokens})"]
+        return []
+
 
 @dataclass
 class CoralConfig:
@@ -189,8 +200,8 @@ class CoralConfig:
     data: DataConfig = opt(DataConfig(), "data")
     tokenizer: TokenizerConfig = opt(TokenizerConfig(), "tokenizer")
     runtime: RuntimeConfig = opt(RuntimeConfig(), "runtime")
-    retriever: RetrieverConfig = opt(RetrieverConfig(), "retriever")
-    generator: GeneratorConfig = opt(GeneratorConfig(), "generator")
-    objective: ObjectiveConfig = opt(ObjectiveConfig(), "objective")
-    train: TrainConfig = opt(TrainConfig(patience=5), "generator optimisation (paper §4.1)")
-    generate: GenerateConfig = opt(GenerateConfig(), "decoding")
+    retriever: RetrieverConfig = opt(RetrieverConfig(), "retriever", trains=("retriever",))
+    generator: GeneratorConfig = opt(GeneratorConfig(), "generator", trains=("generator",))
+    objective: ObjectiveConfig = opt(ObjectiveConfig(), "objective", trains=("generator",))
+    train: TrainConfig = opt(TrainConfig(patience=5), "generator optimisation (paper §4.1)", trains=("generator",))
+    generate: GenerateConfig = opt(GenerateConfig(), "decoding", trains=False)  # a change re-decodes, never retrains

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Union, get_args, get_origin
@@ -93,6 +94,9 @@ def _scalar(tp: type, value: Any, where: str, errors: list[str]) -> Any:
         return float(value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        errors.append(f"'{where}' = {value!r} is not a finite number")  # NaN passes every range check
+        return _MISSING
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     errors.append(f"'{where}' must be {tp.__name__}, got {type(value).__name__} {value!r}")

@@ -7,10 +7,12 @@ The package bundles the official ijcnlp release, gzipped, with its licence and c
 from __future__ import annotations
 
 import gzip
+import zlib
 from importlib import resources
 from pathlib import Path
 
 from coral_cli.errors import DataError
+from coral_cli.textio import decode, read_text
 
 EOU = "__eou__"
 
@@ -35,24 +37,32 @@ def find_split_file(folder: Path, split: str) -> Path:
 
 def read_dialogues(path: Path) -> list[list[str]]:
     """Utterances of each dialogue; a non-blank line that does not end in `__eou__` is an error."""
-    opener = gzip.open if path.suffix == ".gz" else open
     dialogues: list[list[str]] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                if not line.endswith(EOU):
-                    raise DataError(
-                        f"{path}:{lineno}: malformed DailyDialog line (it does not end with '{EOU}')",
-                        f"each line must be one dialogue, every utterance followed by ' {EOU}'",
-                    )
-                utterances = [u.strip() for u in line.split(EOU)[:-1]]
-                if any(not u for u in utterances):
-                    raise DataError(f"{path}:{lineno}: empty utterance between '{EOU}' markers",
-                                    "remove the doubled marker")
-                dialogues.append(utterances)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
-        raise DataError(f"{path}: cannot read as UTF-8 text: {exc}", "check the file is not damaged") from None
+    for lineno, line in enumerate(_read(path).split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.endswith(EOU):
+            raise DataError(
+                f"{path}:{lineno}: malformed DailyDialog line (it does not end with '{EOU}')",
+                f"each line must be one dialogue, every utterance followed by ' {EOU}'",
+            )
+        utterances = [u.strip() for u in line.split(EOU)[:-1]]
+        if any(not u for u in utterances):
+            raise DataError(f"{path}:{lineno}: empty utterance between '{EOU}' markers",
+                            "remove the doubled marker")
+        dialogues.append(utterances)
     return dialogues
+
+
+def _read(path: Path) -> str:
+    """The file's text; a damaged gzip stream or non-UTF-8 bytes are a `DataError`."""
+    if path.suffix != ".gz":
+        return read_text(path)
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: damaged gzip file ({exc})",
+                        "download or copy the file again (gzip -t FILE checks it)") from None
+    return decode(data, f"{path} (uncompressed)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coral_cli.errors import DataError
+from coral_cli.textio import read_text
 
 SRC_SEP = " [SEP] "
 SPLIT_ALIASES = {"validation": ("valid", "validation", "dev"), "train": ("train",), "test": ("test",)}
@@ -83,7 +84,7 @@ def read_src_tgt(src: Path, tgt: Path) -> list[Pair]:
 def read_dstc7_json(path: Path) -> list[RetrievalExample]:
     """1-of-N retrieval examples from the official DSTC7 track-1 JSON."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})", "check the file is complete") from None
     if not isinstance(data, list):
@@ -123,11 +124,7 @@ def _dstc7_example(path: Path, index: int, ex: object) -> RetrievalExample:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", "re-encode it as UTF-8") from None
-    lines = text.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return lines

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from coral_cli import __version__
-from coral_cli.atomic import atomic_write_text
 from coral_cli.config.schema import GenerateConfig
+from coral_cli.textio import write_text
 
 
 def output_rows(requests: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,9 +33,9 @@ def write_generation(out: Path | None, requests: list[dict[str, Any]], results: 
     if out is None:
         sys.stdout.write(text)
         return
-    atomic_write_text(out, text)
+    write_text(out, text)
     sidecar = {
         "checkpoint": str(checkpoint), "generate": dataclasses.asdict(g), **source, "count": len(requests),
         "seconds": round(seconds, 2), "coral_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    atomic_write_text(Path(f"{out}.config.json"), json.dumps(sidecar, indent=2))
+    write_text(Path(f"{out}.config.json"), json.dumps(sidecar, indent=2))

@@ -48,9 +48,10 @@ def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None) 
 
 @torch.inference_mode()
 def sample_responses(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     g: GenerateConfig, num_return_sequences: int | None = None) -> Samples:
-    """Decode responses for encoder inputs (B, S) -> `Samples` of B * n rows (context-major)."""
-    dtype = autocast_dtype(input_ids.device)
+                     g: GenerateConfig, num_return_sequences: int | None = None, bf16: bool = True) -> Samples:
+    """Decode responses for encoder inputs (B, S) -> `Samples` of B * n rows (context-major);
+    `bf16` = False keeps CUDA decoding in full precision."""
+    dtype = autocast_dtype(input_ids.device, bf16)
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                              **generate_kwargs(g, num_return_sequences))

@@ -1,1 +1,1 @@
-"""The seq2seq response generator: model, batches, log-probabilities, training task."""
+"""The seq2seq response generator: model, checkpoints, batches, log-probabilities."""

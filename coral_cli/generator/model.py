@@ -17,7 +17,7 @@ import torch
 from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerBase
 
 from coral_cli import __version__
-from coral_cli.config.schema import DataConfig, GeneratorConfig
+from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
 from coral_cli.tokenizer import load_tokenizer
 
@@ -51,28 +51,112 @@ def save_generator(model: BartForConditionalGeneration, tok: PreTrainedTokenizer
     return folder
 
 
-def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tuple[BartForConditionalGeneration, PreTrainedTokenizerBase, dict[str, Any]]:
-    """(model in eval mode on `device`, tokenizer, coral.json); foreign folders are clear errors."""
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # either one loads the WordPiece tokenizer
+# GeneratorConfig field -> BartConfig key: the architecture an --init checkpoint fixes
+ARCH_KEYS = {"encoder_layers": "encoder_layers", "decoder_layers": "decoder_layers", "d_model": "d_model",
+             "heads": "encoder_attention_heads", "ffn_dim": "encoder_ffn_dim",
+             "max_positions": "max_position_embeddings"}
+
+
+def read_generator_config(folder: str | Path) -> dict[str, Any]:
+    """config.json of a generator checkpoint, checked to be one (no weights are read)."""
     folder = Path(folder)
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise AssetError(f"not a checkpoint folder: {folder} (no config.json)",
                          "pass a generator checkpoint, e.g. runs/<name>/checkpoints/best")
-    meta_file = folder / META_FILE
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
-    except json.JSONDecodeError as exc:
-        raise AssetError(f"{folder}: damaged JSON ({exc.msg})", "re-train or restore the checkpoint") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AssetError(f"{folder}/config.json: damaged JSON ({exc})", "re-train or restore the checkpoint") from None
+    if not isinstance(config, dict):
+        raise AssetError(f"{folder}/config.json is not a JSON object", "re-train or restore the checkpoint")
     if config.get("format") == "coral-reward":
-        raise AssetError(f"{folder} is a reward-model checkpoint, not a generator",
+        raise AssetError(f"{folder} is a reward-model checkpoint, not a generator checkpoint",
                          "pass a checkpoint written by 'coral coral train'")
     if config.get("model_type") != "bart":
         raise AssetError(f"{folder} is not a generator checkpoint (model_type {config.get('model_type')!r})",
                          "pass a checkpoint written by 'coral coral train'")
+    return config
+
+
+def init_architecture(folder: str | Path) -> dict[str, int]:
+    """The `[generator]` sizes of an --init checkpoint, so the run records the model it trains."""
+    config = read_generator_config(folder)
+    return {key: int(config[hf]) for key, hf in ARCH_KEYS.items() if hf in config}
+
+
+def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
+    """With `generator.init`, the model's sizes are the checkpoint's: put them into the config, so
+    the run's config.toml records the model it really trains (the recipe's sizes are ignored)."""
+    if cfg.generator.init:
+        cfg.generator = dataclasses.replace(cfg.generator, **init_architecture(cfg.generator.init))
+    return cfg
+
+
+def check_weights(folder: Path) -> Path:
+    """The checkpoint's safetensors file; pickles (pytorch_model.bin) are never loaded."""
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        pickles = sorted(p.name for p in folder.glob("*.bin"))
+        found = f" (found {', '.join(pickles)}: pickle files are not loaded)" if pickles else ""
+        raise AssetError(f"{folder} has no {WEIGHTS_FILE}{found}",
+                         "coral loads safetensors checkpoints only: re-save the model with "
+                         "save_pretrained(..., safe_serialization=True)")
+    return weights
+
+
+def load_generator_weights(model: BartForConditionalGeneration, folder: str | Path) -> None:
+    """Load a checkpoint's safetensors weights into `model` in place (resume): missing, extra,
+    misshapen or non-finite tensors are an `AssetError`."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
     try:
-        model = BartForConditionalGeneration.from_pretrained(str(folder))
+        state = load_file(str(check_weights(folder)))
+    except Exception as exc:  # a truncated or corrupt file
+        raise AssetError(f"{folder}/{WEIGHTS_FILE} is damaged: {str(exc).splitlines()[0]}",
+                         "restore the checkpoint, or start the run again without --resume") from None
+    _check_finite(state, folder)
+    own = model.state_dict()
+    tied = {k for k in own if k not in state and k in ("lm_head.weight", "model.encoder.embed_tokens.weight",
+                                                        "model.decoder.embed_tokens.weight")}
+    missing = sorted(set(own) - set(state) - tied)
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if missing or wrong:
+        what = f"missing {', '.join(missing[:3])}" if missing else f"wrong shape {'; '.join(wrong[:3])}"
+        raise AssetError(f"{folder} does not fit this model ({what})",
+                         "resume with the config the run was started with, or pass a matching checkpoint")
+    model.load_state_dict(state, strict=False)
+
+
+def _check_finite(state: dict[str, torch.Tensor], folder: Path) -> None:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise AssetError(f"{folder}: weights hold NaN or inf ({', '.join(bad[:3])}"
+                         + (f", +{len(bad) - 3} more" if len(bad) > 3 else "") + ")",
+                         "the run that wrote it diverged: use an earlier checkpoint, e.g. best/ or a lower --lr")
+
+
+def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tuple[BartForConditionalGeneration, PreTrainedTokenizerBase, dict[str, Any]]:
+    """(model in eval mode on `device`, tokenizer, coral.json); foreign, pickled, damaged or
+    diverged (NaN) checkpoints and folders without tokenizer files are clear errors."""
+    folder = Path(folder)
+    read_generator_config(folder)
+    check_weights(folder)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise AssetError(f"{folder} has no tokenizer files ({' or '.join(TOKENIZER_FILES)})",
+                         "copy the tokenizer files of the run back into the folder, or re-save it with 'coral coral train'")
+    meta_file = folder / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AssetError(f"{meta_file}: damaged JSON ({exc})", "re-train or restore the checkpoint") from None
+    try:
+        model = BartForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
     except Exception as exc:  # damaged safetensors raise library-specific errors
         raise AssetError(f"{folder}: cannot load the weights: {str(exc).splitlines()[0]}",
                          "re-train or restore the checkpoint") from None
+    _check_finite(model.state_dict(), folder)
     tok = load_tokenizer(str(folder))
     return model.to(device).eval(), tok, meta

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coral_cli.errors import DataError
+from coral_cli.textio import read_text
 
 CONTEXT_SEPARATORS = (" [SEP] ", " __eou__ ")
 
@@ -30,9 +31,10 @@ def read_predictions(path: Path) -> PredictionSet:
     """`.jsonl` from `coral generate` (response/responses, reference, context), else plain text."""
     if not path.is_file():
         raise DataError(f"predictions file not found: {path}", "pass the --out file of 'coral generate' or a text file")
-    if path.suffix == ".jsonl":
-        return _read_jsonl(path)
-    return PredictionSet(_lines(path), source={"predictions": str(path)})
+    ps = _read_jsonl(path) if path.suffix == ".jsonl" else PredictionSet(_lines(path), source={"predictions": str(path)})
+    if not ps.predictions:
+        raise DataError(f"no predictions in {path}", "pass the --out file of 'coral generate' or a text file, one per line")
+    return ps
 
 
 def attach_references(ps: PredictionSet, path: Path) -> None:
@@ -62,22 +64,17 @@ def attach_contexts(ps: PredictionSet, path: Path) -> None:
 
 def _read_jsonl(path: Path) -> PredictionSet:
     preds, refs, ctxs, samples = [], [], [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})", "use the output of 'coral generate'") from None
-        responses = row.get("responses") or ([row["response"]] if isinstance(row, dict) and "response" in row else None)
-        if not isinstance(row, dict) or not responses or not all(isinstance(r, str) for r in responses):
+        row = _jsonl_row(path, lineno, line)
+        responses = row.get("responses") or [row.get("response")]
+        if not _strings(responses) or not isinstance(row.get("response", ""), str):
             raise DataError(f"{path}:{lineno}: no 'response' string", "each line needs \"response\" (or \"responses\")")
         preds.append(row.get("response", responses[0]))
         samples.append(list(responses))
         refs.append(row.get("reference"))
         ctxs.append(row.get("context"))
-    if not preds:
-        raise DataError(f"{path}: no predictions", "the file is empty")
     has_refs = [r is not None for r in refs]
     if any(has_refs) and not all(has_refs):
         raise DataError(f"{path}:{has_refs.index(False) + 1}: missing 'reference' while other lines have one",
@@ -87,11 +84,31 @@ def _read_jsonl(path: Path) -> PredictionSet:
                          {"predictions": str(path)})
 
 
+def _jsonl_row(path: Path, lineno: int, line: str) -> dict:
+    """One line as a JSON object whose optional 'reference' / 'context' have the right types."""
+    fix = 'each line must be {"response": "text", "reference": "text", "context": ["utterance", ...]}'
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})", "use the output of 'coral generate'") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}", fix)
+    if row.get("reference") is not None and not isinstance(row["reference"], str):
+        raise DataError(f"{path}:{lineno}: 'reference' must be a string", fix)
+    ctx = row.get("context")
+    if ctx is not None and not isinstance(ctx, str) and not _strings(ctx):
+        raise DataError(f"{path}:{lineno}: 'context' must be a list of strings", fix)
+    return row
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"file not found: {path}", "check the path")
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line.strip() for line in lines]

@@ -4,6 +4,7 @@ package versions, so a number in CI can be traced and repeated."""
 
 from __future__ import annotations
 
+import difflib
 from importlib import metadata
 from typing import Any
 
@@ -26,6 +27,25 @@ def higher_is_better(name: str) -> bool:
 def default_families(ps: PredictionSet) -> tuple[str, ...]:
     """Every family the inputs allow: reference metrics only with references."""
     return tuple(m for m in METRIC_FAMILIES if ps.references is not None or m not in ("bleu", "meteor"))
+
+
+def metric_names(families: tuple[str, ...], evaluators: dict[str, str], reward_checkpoint: str | None) -> list[str]:
+    """The metrics `evaluate` can report for these families, known before any scoring."""
+    per_family = {"avg_len": ["avg_len"], "distinct": ["Dist-1", "Dist-2"], "meteor": ["METEOR"],
+                  "bleu": [f"BLEU-{n}" for n in range(1, 5)] + ["BLEU"], "self-bleu": ["self-BLEU"],
+                  "maude": [f"MAUDE-{name}" for name in evaluators], "r3": ["R3"] if reward_checkpoint else []}
+    return [name for family in families for name in per_family[family]]
+
+
+def check_gate_names(gates: dict[str, float], known: list[str]) -> None:
+    """A gate on a metric the report will not have is an error before the (slow) scoring."""
+    for name in gates:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CoralError(f"gate on unknown metric '{name}'", f"{hint}metrics in this report: {', '.join(known)}")
+
+
 REPORT_KEYS = ("metrics", "counts", "settings", "source", "warnings", "gates", "versions")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from coral_cli import __version__
 from coral_cli.atomic import atomic_write_text
 from coral_cli.pipeline.paper_tables import COLUMN_TITLES, COLUMNS, PAPER_TABLES
-from coral_cli.pipeline.runner import GROUND_TRUTH, report_path, run_of
+from coral_cli.pipeline.paths import GROUND_TRUTH, report_path, run_of
 from coral_cli.pipeline.spec import TableSpec
 
 

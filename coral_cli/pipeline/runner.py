@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,18 +17,16 @@ from typing import Any
 
 from coral_cli.atomic import atomic_write_text
 from coral_cli.config import parse_assignment, resolve
-from coral_cli.config.recipe import to_dict
+from coral_cli.config.drift import config_drift
 from coral_cli.config.schema import CoralConfig
 from coral_cli.errors import ConfigError
+from coral_cli.generator.model import adopt_init_architecture
+from coral_cli.pipeline.paths import GROUND_TRUTH, checkpoint_of, predictions_path, report_path, run_of
+from coral_cli.pipeline.results import build_results, write_results
 from coral_cli.pipeline.spec import StageSpec, TableSpec
 from coral_cli.runs import RunDir
 from coral_cli.training.state import STATE_FILE, has_state
 
-GROUND_TRUTH = "ground-truth"
-# Keys that change where or how often things are written, not what is trained.
-NO_DRIFT = ("runtime.device", "runtime.runs_dir", "log_every", "save_every", "save_epochs")
-TRAINED_FROM = {"retriever": ("data", "tokenizer", "runtime", "retriever"),
-                "generator": ("data", "tokenizer", "runtime", "generator", "objective", "train")}
 Notify = Callable[[str, str], None]  # (stage, message)
 TrainView = Callable[[StageSpec, CoralConfig], AbstractContextManager[list[Any]]]
 
@@ -49,20 +46,7 @@ def stage_config(spec: TableSpec, stage: StageSpec, extra_sets: tuple[str, ...] 
     overrides["runtime.runs_dir"] = str(spec.runs_dir)
     if stage.reward:
         overrides["objective.reward_checkpoint"] = str(checkpoint_of(spec, spec.stage(stage.reward)))
-    return resolve(stage.recipe, overrides)
-
-
-def run_of(spec: TableSpec, stage: StageSpec) -> RunDir:
-    return RunDir(spec.runs_dir / stage.name)
-
-
-def checkpoint_of(spec: TableSpec, stage: StageSpec) -> Path:
-    """The model a stage hands on: a given checkpoint, else best/ (last/ when no evaluation saved one)."""
-    if stage.checkpoint is not None:
-        return stage.checkpoint
-    run = run_of(spec, stage)
-    best = run.checkpoint("best")
-    return best if best.exists() or not run.checkpoint("last").exists() else run.checkpoint("last")
+    return adopt_init_architecture(resolve(stage.recipe, overrides))
 
 
 def stage_state(spec: TableSpec, stage: StageSpec) -> StageState:
@@ -81,23 +65,6 @@ def stage_state(spec: TableSpec, stage: StageSpec) -> StageState:
     return StageState("new")
 
 
-def config_drift(saved: Path, cfg: CoralConfig, kind: str) -> list[str]:
-    """Keys of the sections a `kind` stage trains from whose value differs between the run's saved
-    config.toml and the recipe now (`NO_DRIFT` aside)."""
-    sections = TRAINED_FROM[kind]
-    old, new = (_flat({k: v for k, v in to_dict(c).items() if k in sections}) for c in (resolve(saved), cfg))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if not k.endswith(NO_DRIFT) and old.get(k) != new.get(k)]
-
-
-def predictions_path(spec: TableSpec, name: str) -> Path:
-    return spec.runs_dir / name / f"{spec.split}-predictions.jsonl"
-
-
-def report_path(spec: TableSpec, name: str) -> Path:
-    return spec.runs_dir / name / f"{spec.split}-eval.json"
-
-
 class TableRunner:
     """Runs the stages of `spec` in order; `notify` and `train_view` let a front end show progress."""
 
@@ -112,8 +79,6 @@ class TableRunner:
 
     def run(self, only: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every stage (or `only` those), then the results table; returns the table."""
-        from coral_cli.pipeline.results import build_results, write_results
-
         for stage in self.spec.stages:
             if only and stage.name not in only:
                 continue
@@ -138,13 +103,16 @@ class TableRunner:
         if stage.reward and not checkpoint_of(self.spec, self.spec.stage(stage.reward)).exists():
             raise ConfigError(f"stage '{stage.name}' needs the reward of stage '{stage.reward}', which has no checkpoint yet",
                               f"run the table without --only, or with --only {stage.reward} first")
-        if stage.name in self.restart and run.root.exists():
-            shutil.rmtree(run.root)
+        with run.lock():  # before anything is read or written: no second process trains this stage
+            self._train(stage, run)
+
+    def _train(self, stage: StageSpec, run: RunDir) -> None:
+        if stage.name in self.restart and run.clear():
             self.notify(stage.name, f"restart: removed {run.root}")
         cfg = stage_config(self.spec, stage, self.extra_sets)
         state = stage_state(self.spec, stage)
         if state.state != "new" and run.config_path.exists():
-            self._refuse_changed(stage, run, cfg)
+            self._refuse_changed(stage, run, cfg, extend=state.state == "interrupted")
         if state.state == "done":
             self.notify(stage.name, f"done ({state.detail}), skipped")
             return
@@ -155,18 +123,20 @@ class TableRunner:
         run.create(cfg, command)
         with self.train_view(stage, cfg) as listeners:
             if stage.kind == "retriever":
-                from coral_cli.rewards.training import train_retriever
+                from coral_cli.tasks.train import train_retriever
 
                 train_retriever(cfg, run, listeners, resume)
             else:
-                from coral_cli.generator.train import train_generator
+                from coral_cli.tasks.train import train_generator
 
                 train_generator(cfg, run, listeners, resume)
 
-    def _refuse_changed(self, stage: StageSpec, run: RunDir, cfg: CoralConfig) -> None:
-        """A started stage continues only under the config it started with, and its reward unchanged."""
+    def _refuse_changed(self, stage: StageSpec, run: RunDir, cfg: CoralConfig, extend: bool) -> None:
+        """A started stage continues only under the config it started with (`config_drift`: an
+        interrupted one may raise its step or epoch limit, a finished one is not trained further),
+        and its reward unchanged."""
         # the reward path follows the table's runs folder; whether its weights changed is checked by date
-        drift = [d for d in config_drift(run.config_path, cfg, stage.kind)
+        drift = [d for d in config_drift(resolve(run.config_path), cfg, stage.kind, extend)
                  if not (stage.reward and d.startswith("objective.reward_checkpoint:"))]
         if stage.reward and _mtime(checkpoint_of(self.spec, self.spec.stage(stage.reward))) > _mtime(run.metrics_path):
             drift.append(f"reward '{stage.reward}' was retrained after this stage")
@@ -285,12 +255,3 @@ def _mtime(path: Path) -> float:
         return max((p.stat().st_mtime for p in path.iterdir()), default=path.stat().st_mtime)
     return path.stat().st_mtime if path.exists() else float("inf")
 
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "args" and k != "min_context_turns":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

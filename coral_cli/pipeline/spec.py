@@ -28,23 +28,67 @@ A stage may name `checkpoint = "DIR"` instead of `recipe` to use a model trained
 from __future__ import annotations
 
 import difflib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from coral_cli.config.fields import opt
+from coral_cli.config.recipe import read_recipe
+from coral_cli.config.schema import SPLITS
+from coral_cli.config.typed import build
 from coral_cli.errors import ConfigError
 from coral_cli.metrics.bleu import VARIANTS
 from coral_cli.pipeline.paper_tables import PAPER_TABLES
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 KINDS = ("retriever", "generator")
-TABLE_KEYS = {"title", "paper", "runs_dir", "split", "evaluators", "ground_truth", "bleu", "set"}
-STAGE_KEYS = {"name", "train", "recipe", "checkpoint", "set", "reward", "row", "label"}
+
+
+@dataclass
+class TableSection:
+    """`[table]`: what the table reproduces and how it is scored."""
+
+    title: str = opt("", "heading of results.md (default: the file name)")
+    paper: str = opt("", "whose published numbers sit next to ours", choices=tuple(PAPER_TABLES))
+    runs_dir: str = opt("", "folder of every stage's run (default: runs/<file name>)")
+    split: str = opt("test", "the split generated and scored", choices=SPLITS)
+    evaluators: dict[str, str] = opt({}, "MAUDE-<column> = the retriever stage that scores it")
+    ground_truth: bool = opt(True, "add the Ground Truth row (the references scored as predictions)")
+    bleu: str = opt("sacrebleu", "BLEU variant", choices=tuple(VARIANTS))
+    set: list[str] = opt([], "--set overrides for every stage")
+
+    def problems(self) -> list[str]:
+        out = [] if self.paper else [f"paper is missing: choose from {', '.join(PAPER_TABLES)}"]
+        return out + _bad_sets(self.set)
+
+
+@dataclass
+class StageEntry:
+    """`[[stage]]`: train (or take) a retriever or a generator; generator stages are table rows."""
+
+    name: str = opt("", "the stage's run folder name, unique in the table")
+    train: str = opt("", "what the stage trains", choices=KINDS)
+    recipe: str = opt("", "its recipe, relative to the table file (or give checkpoint)")
+    checkpoint: str = opt("", "a model trained elsewhere (instead of recipe)")
+    set: list[str] = opt([], "--set overrides for this stage only")
+    reward: str = opt("", "generators: the retriever stage whose best checkpoint is the R3 reward")
+    row: str = opt("", "generators: the paper's row next to it")
+    label: str = opt("", "the row's label in results.md (default: the name)")
+
+    def problems(self) -> list[str]:
+        out = [] if self.name and "/" not in self.name and not self.name.startswith(".") else \
+            [f"name = '{self.name}' must be usable as a folder name"]
+        if not self.train:
+            out.append(f"train is missing: choose from {', '.join(KINDS)}")
+        if bool(self.recipe) == bool(self.checkpoint):
+            out.append("give exactly one of recipe (train it) or checkpoint (use a trained one)")
+        return out + _bad_sets(self.set)
+
+
+@dataclass
+class TableRecipe:
+    """A whole table recipe file."""
+
+    table: TableSection = opt(TableSection(), "the table")
+    stage: list[StageEntry] = opt([], "the stages, in order")
 
 
 @dataclass(frozen=True)
@@ -88,75 +132,43 @@ class TableSpec:
 
 
 def read_table(path: str | Path, runs_dir: str | Path | None = None) -> TableSpec:
-    """Parse and check a table recipe; every problem is reported at once."""
+    """Parse and check a table recipe with the typed-config code every recipe uses; every
+    problem is reported at once."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"table recipe not found: {path}", "pass a file like recipes/dailydialog/table1.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the recipe's syntax") from None
-    errors: list[str] = []
-    table = data.get("table")
-    if not isinstance(table, dict):
+    data = read_recipe(path)
+    if not isinstance(data.get("table"), dict):
         raise ConfigError(f"{path} has no [table] section", "is this a table recipe? see recipes/dailydialog/table1.toml")
-    errors += _unknown("[table]", table, TABLE_KEYS)
-    errors += _unknown("the recipe", data, {"table", "stage"})
-    paper = str(table.get("paper", ""))
-    if paper not in PAPER_TABLES:
-        errors.append(f"[table] paper = '{paper}': choose from {', '.join(PAPER_TABLES)}")
-    bleu = str(table.get("bleu", "sacrebleu"))
-    if bleu not in VARIANTS:
-        errors.append(f"[table] bleu = '{bleu}': choose from {', '.join(VARIANTS)}")
-    raw_stages = data.get("stage", [])
-    if not isinstance(raw_stages, list) or not raw_stages:
+    errors: list[str] = []
+    recipe = build(TableRecipe, data, errors)
+    if not recipe.stage:
         errors.append("no [[stage]] entries")
-        raw_stages = []
-    stages = [_stage(i, raw, path.parent, errors) for i, raw in enumerate(raw_stages, start=1)]
-    stages = [s for s in stages if s is not None]
-    _check_references(stages, table, paper, errors)
+    stages = [_stage(entry, path.parent, errors) for entry in recipe.stage]
+    _check_references(stages, recipe.table, errors)
     if errors:
         lines = "\n".join(f"  - {e}" for e in errors)
         raise ConfigError(f"invalid table recipe {path} ({len(errors)} problem{'s' * (len(errors) > 1)}):\n{lines}",
                           "see the format in coral_cli/pipeline/spec.py or recipes/dailydialog/table1.toml")
-    return TableSpec(
-        path=path, title=str(table.get("title", path.stem)), paper=paper,
-        runs_dir=Path(runs_dir or table.get("runs_dir") or f"runs/{path.stem}"),
-        split=str(table.get("split", "test")), evaluators=dict(table.get("evaluators", {})),
-        ground_truth=bool(table.get("ground_truth", True)), bleu=bleu,
-        sets=tuple(table.get("set", [])), stages=tuple(stages),
-    )
+    t = recipe.table
+    return TableSpec(path=path, title=t.title or path.stem, paper=t.paper,
+                     runs_dir=Path(runs_dir or t.runs_dir or f"runs/{path.stem}"), split=t.split,
+                     evaluators=dict(t.evaluators), ground_truth=t.ground_truth, bleu=t.bleu, sets=tuple(t.set),
+                     stages=tuple(stages))
 
 
-def _stage(i: int, raw: Any, base: Path, errors: list[str]) -> StageSpec | None:
-    where = f"stage {i}"
-    if not isinstance(raw, dict):
-        errors.append(f"{where} is not a table")
-        return None
-    name = str(raw.get("name", ""))
-    where = f"stage {i} ('{name}')" if name else where
-    errors += _unknown(where, raw, STAGE_KEYS)
-    if not name or "/" in name or name.startswith("."):
-        errors.append(f"{where}: needs a name usable as a folder name")
-    kind = str(raw.get("train", ""))
-    if kind not in KINDS:
-        errors.append(f"{where}: train = '{kind}', choose from {', '.join(KINDS)}")
-    recipe, checkpoint = raw.get("recipe"), raw.get("checkpoint")
-    if bool(recipe) == bool(checkpoint):
-        errors.append(f"{where}: give exactly one of recipe (train it) or checkpoint (use a trained one)")
-    recipe_path = (base / recipe) if recipe else None
-    if recipe_path is not None and not recipe_path.is_file():
-        errors.append(f"{where}: recipe {recipe_path} not found")
-    sets = raw.get("set", [])
-    if not isinstance(sets, list) or not all(isinstance(s, str) and "=" in s for s in sets):
-        errors.append(f"{where}: set must be a list of 'section.key=value' strings")
-        sets = []
-    return StageSpec(name=name, kind=kind, recipe=recipe_path, checkpoint=Path(checkpoint) if checkpoint else None,
-                     sets=tuple(sets), reward=str(raw.get("reward", "")), row=str(raw.get("row", "")),
-                     label=str(raw.get("label", "") or name))
+def _stage(entry: StageEntry, base: Path, errors: list[str]) -> StageSpec:
+    recipe = base / entry.recipe if entry.recipe else None
+    if recipe is not None and not recipe.is_file():
+        errors.append(f"stage '{entry.name}': recipe {recipe} not found")
+    return StageSpec(name=entry.name, kind=entry.train, recipe=recipe,
+                     checkpoint=Path(entry.checkpoint) if entry.checkpoint else None, sets=tuple(entry.set),
+                     reward=entry.reward, row=entry.row, label=entry.label or entry.name)
 
 
-def _check_references(stages: list[StageSpec], table: dict[str, Any], paper: str, errors: list[str]) -> None:
+def _bad_sets(sets: list[str]) -> list[str]:
+    return [f"set entry '{x}' is not 'section.key=value'" for x in sets if "=" not in x]
+
+
+def _check_references(stages: list[StageSpec], table: TableSection, errors: list[str]) -> None:
     """Names are unique; rewards and evaluators name earlier retriever stages; rows exist in the paper."""
     seen: dict[str, StageSpec] = {}
     for s in stages:
@@ -166,16 +178,12 @@ def _check_references(stages: list[StageSpec], table: dict[str, Any], paper: str
             _refers(f"stage '{s.name}': reward", s.reward, seen, errors)
         if s.kind == "retriever" and (s.reward or s.row):
             errors.append(f"stage '{s.name}': reward and row belong to generator stages")
-        if s.row and paper in PAPER_TABLES and s.row not in PAPER_TABLES[paper]["rows"]:
-            close = difflib.get_close_matches(s.row, PAPER_TABLES[paper]["rows"], n=1)
-            errors.append(f"stage '{s.name}': row '{s.row}' is not in the paper's {paper} table"
+        if s.row and table.paper in PAPER_TABLES and s.row not in PAPER_TABLES[table.paper]["rows"]:
+            close = difflib.get_close_matches(s.row, PAPER_TABLES[table.paper]["rows"], n=1)
+            errors.append(f"stage '{s.name}': row '{s.row}' is not in the paper's {table.paper} table"
                           + (f" (did you mean '{close[0]}'?)" if close else ""))
         seen[s.name] = s
-    evaluators = table.get("evaluators", {})
-    if not isinstance(evaluators, dict):
-        errors.append("[table] evaluators must be a table of column name = stage name")
-        return
-    for column, stage in evaluators.items():
+    for column, stage in table.evaluators.items():
         _refers(f"[table] evaluators.{column}", str(stage), seen, errors)
 
 
@@ -185,11 +193,3 @@ def _refers(where: str, name: str, seen: dict[str, StageSpec], errors: list[str]
         errors.append(f"{where} = '{name}' is not an earlier stage" + (f" (did you mean '{close[0]}'?)" if close else ""))
     elif seen[name].kind != "retriever":
         errors.append(f"{where} = '{name}' is a {seen[name].kind} stage, not a retriever")
-
-
-def _unknown(where: str, raw: dict[str, Any], allowed: set[str]) -> list[str]:
-    out = []
-    for key in sorted(set(raw) - allowed):
-        close = difflib.get_close_matches(key, sorted(allowed), n=1)
-        out.append(f"{where}: unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    return out

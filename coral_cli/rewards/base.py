@@ -44,6 +44,7 @@ class RewardModel(nn.Module):
     """f_R(c, r): a response retriever scoring how well r continues c."""
 
     Args: ClassVar[type] = NoArgs  # the plugin's `[retriever.args]` dataclass
+    bf16: bool = True  # bf16 autocast when scoring on CUDA; the CORAL trainer sets train.bf16
 
     def __init__(self, cfg: RetrieverConfig, args: Any, special: SpecialIds, arch: dict[str, Any] | None) -> None:
         """`arch` is None for a fresh model (load pretrained weights), else what `arch()` saved."""
@@ -73,7 +74,7 @@ class RewardModel(nn.Module):
     @torch.inference_mode()
     def score_tensors(self, ctx: torch.Tensor, ctx_mask: torch.Tensor, resp: torch.Tensor, resp_mask: torch.Tensor) -> torch.Tensor:
         """f_R on padded tensors already on the device -> (B,) float32 in (0, 1); no host sync."""
-        dtype = autocast_dtype(self.device)
+        dtype = autocast_dtype(self.device, self.bf16)
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             return torch.sigmoid(self(ctx, ctx_mask, resp, resp_mask).float())
 

@@ -112,6 +112,12 @@ def load_weights(model: RewardModel, folder: Path) -> None:
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise AssetError(f"{folder}/model.safetensors is missing or damaged: {exc}",
                          "re-train or restore the checkpoint") from None
+    own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and tensor.shape != own[key].shape:  # load_state_dict would raise a bare RuntimeError
+            raise AssetError(f"{folder}/model.safetensors: tensor '{key}' has shape {tuple(tensor.shape)}, but the "
+                             f"'{model.cfg.model}' architecture in config.json needs {tuple(own[key].shape)}",
+                             "re-train or restore the checkpoint (its weights and config.json do not match)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not _is_tied(model, k, state)]
     if missing or unexpected:

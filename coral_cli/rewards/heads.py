@@ -1,4 +1,5 @@
-"""The scoring head the paper puts on every retriever: an MLP with two hidden layers -> one logit."""
+"""The scoring head the paper puts on every retriever (an MLP with two hidden layers -> one logit)
+and how an encoder's token vectors are pooled into the one vector it reads."""
 
 from __future__ import annotations
 
@@ -23,3 +24,25 @@ class MLPHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_dim) -> (B,) logits."""
         return self.net(x).squeeze(-1)
+
+
+POOLING_HELP = ("cls: the [CLS] vector (paper); mean: mean over tokens (how sentence embedders such as the "
+                "bundled all-MiniLM-L6-v2 were trained, whose [CLS] is nearly constant); auto: mean for the "
+                "bundled backbone, else cls")
+POOLINGS = ("auto", "cls", "mean")
+
+
+def resolve_pooling(pooling: str, backbone: str) -> str:
+    """'auto' -> 'mean' for the bundled sentence embedder, else 'cls' (resolved once, when a
+    model is first built, so its checkpoint records what it used)."""
+    if pooling != "auto":
+        return pooling
+    return "mean" if backbone == "bundled" else "cls"
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, T, D) token vectors + (B, T) mask -> (B, D) by [CLS] or by the mean over real tokens."""
+    if pooling == "mean":
+        m = mask[..., None].to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    return hidden[:, 0]

@@ -46,6 +46,7 @@ class SamplerEnv:
     top_p: float = 0.9
     temperature: float = 1.0
     max_new_tokens: int = 40
+    bf16: bool = True  # bf16 autocast for on-policy sampling on CUDA (train.bf16)
 
 
 @dataclass

@@ -21,11 +21,11 @@ import torch
 from coral_cli.atomic import atomic_directory
 from coral_cli.config.schema import TrainConfig
 from coral_cli.device import autocast_dtype
-from coral_cli.errors import CoralError
+from coral_cli.errors import AssetError, CoralError
 from coral_cli.runs import RunDir
 from coral_cli.training.distributed import DistInfo, broadcast, shard
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
-from coral_cli.training.state import LoopState, has_state, load_state, save_state
+from coral_cli.training.state import LoopState, check_resumable, load_state, save_state
 
 
 class Task(Protocol):
@@ -76,7 +76,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
-            task.forward_model = DistributedDataParallel(task.model, device_ids=ids)
+            task.forward_model = DistributedDataParallel(getattr(task, "forward_model", task.model), device_ids=ids)
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in task.model.named_parameters():
             if p.requires_grad:
@@ -96,14 +96,49 @@ class Trainer:
             listener(event)
 
     def fit(self, resume: bool = False) -> LoopState:
-        """Train until max_epochs, max_steps or early stopping; returns the final loop state."""
+        """Train until max_epochs, max_steps or early stopping; returns the final loop state.
+
+        The run's lock is held throughout (the CLI and the table runner took it already). A fresh
+        start drops what an earlier attempt logged; `resume` continues from last/ (`_resume`).
+        """
+        with self.run.lock():
+            if resume:
+                self._resume()
+            elif self.dist.is_main:
+                self.run.rewind_metrics(0)
+            return self._loop()
+
+    def _resume(self) -> None:
+        """Load last/ (weights, optimizer, loop position, RNG) and drop the records logged after it.
+
+        Without last/, a run that logged nothing starts from step 0 (nothing is lost); one that
+        logged steps is an error rather than a silent restart. A raised max_steps / max_epochs
+        lets a finished run train further.
+        """
         cfg, last = self.cfg, self.run.checkpoint("last")
-        if resume and has_state(last):
+        if not check_resumable(self.run):
+            if self.dist.is_main:
+                self.run.rewind_metrics(0)
+            return
+        try:
             self.task.load_model(last)
             self.state, extra = load_state(last, self.optimizer)
             if extra and hasattr(self.task, "load_extra_state"):
                 self.task.load_extra_state(extra)
+        except Exception as exc:  # a truncated or foreign file
+            why = exc.message.removeprefix(f"cannot resume from {last}: ") if isinstance(exc, AssetError) \
+                else f"{type(exc).__name__}: {exc}"
+            raise AssetError(f"cannot resume from {last}: {why}",
+                             "the checkpoint is damaged; start the run again under another --name") from exc
         st = self.state
+        if st.stopped in ("max_steps", "max_epochs") and st.epoch < cfg.max_epochs \
+                and not (cfg.max_steps and st.step >= cfg.max_steps):
+            st.stopped = ""  # the limit was raised: train further
+        if self.dist.is_main:
+            self.run.rewind_metrics(st.step)
+
+    def _loop(self) -> LoopState:
+        cfg, st = self.cfg, self.state
         steps_per_epoch = math.ceil(len(self._batches(0)) / cfg.grad_accum)
         total = steps_per_epoch * cfg.max_epochs
         total = min(total, cfg.max_steps) if cfg.max_steps else total
@@ -242,6 +277,8 @@ class Trainer:
 
 
 def _mean(values: list) -> float:
+    """Mean over the logging window, ignoring NaN entries (e.g. r3_pos of a batch without positives)."""
     if values and torch.is_tensor(values[0]):
-        return float(torch.stack([v.float() for v in values]).mean())
-    return float(sum(values) / max(1, len(values)))
+        return float(torch.stack([v.float() for v in values]).nanmean())
+    finite = [v for v in values if v == v]
+    return float(sum(finite) / max(1, len(finite))) if finite else float("nan")

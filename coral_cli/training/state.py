@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from coral_cli.errors import AssetError
+from coral_cli.errors import AssetError, CoralError
 
 STATE_FILE = "trainer_state.json"
 OPTIM_FILE = "optimizer.safetensors"
@@ -62,7 +62,7 @@ def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> tuple[LoopStat
         tensors = load_file(str(folder / OPTIM_FILE))
     except Exception as exc:  # missing files, bad JSON, damaged safetensors
         raise AssetError(f"cannot resume from {folder}: {exc}",
-                         "start the run again without --resume, or under another --name") from None
+                         "the checkpoint is damaged; start the run again under another --name") from None
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("state."):
@@ -82,3 +82,25 @@ def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> tuple[LoopStat
 
 def has_state(folder: Path) -> bool:
     return (folder / STATE_FILE).is_file()
+
+
+def check_resumable(run: Any) -> bool:
+    """Whether `run` (a `RunDir`) has a last/ to resume from. Without one, a run that logged no
+    step starts from 0 (nothing is lost: False); one that did is a `CoralError`, not a silent
+    restart that would redo and overwrite its progress."""
+    last = run.checkpoint("last")
+    if has_state(last):
+        return True
+    if logged := run.logged_step():
+        raise CoralError(f"cannot resume {run.root}: it logged training up to step {logged} but has no "
+                         f"checkpoint ({last} is missing)",
+                         "start it again from scratch under another --name (or delete the run folder)")
+    return False
+
+
+def saved_step(folder: Path) -> int | None:
+    """The optimizer step a checkpoint written by `save_state` resumes from; None if there is none."""
+    try:
+        return int(json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))["loop"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

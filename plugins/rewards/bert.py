@@ -7,21 +7,17 @@ from typing import Any
 
 import torch
 
-from coral_cli.config.schema import RetrieverConfig
-from coral_cli.rewards.backbone import backbone_from_arch, load_backbone
-from coral_cli.config.fields import opt
-from coral_cli.rewards.base import RewardModel, SpecialIds
-from coral_cli.rewards.heads import MLPHead
-from coral_cli.rewards.packing import pack_cross_pair
+from coral_cli.api import (
+    POOLING_HELP, POOLINGS, backbone_from_arch, load_backbone, MLPHead, opt, pack_cross_pair, pool,
+    resolve_pooling, RetrieverConfig, RewardModel, SpecialIds,
+)
 
 
 @dataclass
 class BertArgs:
     """BERT options (`[retriever.args]`)."""
 
-    pooling: str = opt("auto", "cls: the [CLS] vector (paper); mean: mean over tokens (how sentence "
-                       "embedders such as the bundled all-MiniLM-L6-v2 were trained, whose [CLS] is nearly "
-                       "constant); auto: mean for the bundled backbone, else cls", choices=("auto", "cls", "mean"))
+    pooling: str = opt("auto", POOLING_HELP, choices=POOLINGS)
 
 
 class BertRetriever(RewardModel):
@@ -36,7 +32,7 @@ class BertRetriever(RewardModel):
                               self.encoder.config.max_position_embeddings)
         self.head = MLPHead(self.encoder.config.hidden_size, cfg.mlp_hidden, cfg.dropout)
         if args.pooling == "auto":  # resolve once, so the checkpoint records what was used
-            self.args = replace(args, pooling="mean" if cfg.backbone == "bundled" else "cls")
+            self.args = replace(args, pooling=resolve_pooling(args.pooling, cfg.backbone))
 
     def arch(self) -> dict[str, Any]:
         return {"encoder": self.encoder.config.to_dict()}
@@ -45,7 +41,4 @@ class BertRetriever(RewardModel):
         s = self.special
         ids, types, mask = pack_cross_pair(ctx, ctx_mask, resp, resp_mask, s.cls, s.sep, s.pad, self.max_length)
         hidden = self.encoder(input_ids=ids, token_type_ids=types, attention_mask=mask.long()).last_hidden_state
-        if self.args.pooling == "mean":
-            m = mask[..., None].to(hidden.dtype)
-            return self.head((hidden * m).sum(1) / m.sum(1).clamp(min=1))  # (B,)
-        return self.head(hidden[:, 0])  # (B,)
+        return self.head(pool(hidden, mask, self.args.pooling))  # (B,)

@@ -6,20 +6,17 @@ available offline, so both encoders start from the backbone and learn on the dia
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coral_cli.config.fields import opt
-from coral_cli.config.schema import RetrieverConfig
-from coral_cli.errors import ConfigError
-from coral_cli.rewards.backbone import backbone_from_arch, load_backbone
-from coral_cli.rewards.base import RewardModel, SpecialIds
-from coral_cli.rewards.heads import MLPHead
-from coral_cli.rewards.packing import wrap_single
+from coral_cli.api import (
+    POOLING_HELP, POOLINGS, backbone_from_arch, ConfigError, load_backbone, MLPHead, opt, pool,
+    resolve_pooling, RetrieverConfig, RewardModel, SpecialIds, wrap_single,
+)
 
 
 @dataclass
@@ -29,6 +26,7 @@ class DmiArgs:
     infonce_weight: float = opt(1.0, "weight of the InfoNCE term added to the BCE loss", min=0.0)
     temperature: float = opt(0.1, "InfoNCE temperature on cosine similarities", min=1e-4)
     shared_encoder: bool = opt(False, "one encoder for context and response (DMI uses two)")
+    pooling: str = opt("auto", POOLING_HELP, choices=POOLINGS)
 
 
 class DmiRetriever(RewardModel):
@@ -46,15 +44,18 @@ class DmiRetriever(RewardModel):
             raise ConfigError(f"dmi encodes at most {limit} tokens per side",
                               f"set retriever.max_context_tokens and max_response_tokens <= {limit}")
         self.head = MLPHead(4 * d, cfg.mlp_hidden, cfg.dropout)
+        # a fresh model resolves 'auto'; checkpoints saved before this option pooled with [CLS]
+        self.args = replace(args, pooling=resolve_pooling(args.pooling, cfg.backbone) if arch is None
+                            else ("cls" if args.pooling == "auto" else args.pooling))
 
     def arch(self) -> dict[str, Any]:
         return {"encoder": self.ctx_encoder.config.to_dict()}
 
     def embed(self, encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[CLS] vector of "[CLS] x [SEP]": (B, T) -> (B, D)."""
+        """The pooled vector of "[CLS] x [SEP]": (B, T) -> (B, D)."""
         s = self.special
         wrapped, wmask = wrap_single(ids, mask, s.cls, s.sep, s.pad)
-        return encoder(input_ids=wrapped, attention_mask=wmask.long()).last_hidden_state[:, 0]
+        return pool(encoder(input_ids=wrapped, attention_mask=wmask.long()).last_hidden_state, wmask, self.args.pooling)
 
     def _features(self, ctx, ctx_mask, resp, resp_mask):
         c = self.embed(self.ctx_encoder, ctx, ctx_mask)

@@ -11,11 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from coral_cli.config.fields import opt
-from coral_cli.config.schema import RetrieverConfig
-from coral_cli.rewards.backbone import load_backbone
-from coral_cli.rewards.base import RewardModel, SpecialIds
-from coral_cli.rewards.heads import MLPHead
+from coral_cli.api import load_backbone, MLPHead, opt, RetrieverConfig, RewardModel, SpecialIds
 
 
 @dataclass

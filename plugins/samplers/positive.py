@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coral_cli.samplers.base import Candidates, SampleRequest, SamplerEnv
+from coral_cli.api import Candidates, SamplerEnv, SampleRequest
 
 
 class PositiveSampler:

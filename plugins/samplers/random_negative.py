@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from coral_cli.rewards.negatives import sample_negatives
-from coral_cli.samplers.base import Candidates, SampleRequest, SamplerEnv
+from coral_cli.api import Candidates, sample_negatives, SamplerEnv, SampleRequest
 
 
 class RandomSampler:

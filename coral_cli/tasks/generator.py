@@ -20,8 +20,7 @@ from coral_cli.config.schema import CoralConfig
 from coral_cli.generation.sampling import sample_responses
 from coral_cli.generator.batch import IGNORE, TrainBatch, encoder_inputs, seq2seq_batch
 from coral_cli.generator.logprobs import token_logprobs
-from coral_cli.generator.model import save_generator
-from coral_cli.rewards.base import RewardModel
+from coral_cli.generator.model import load_generator_weights, save_generator
 from coral_cli.training.batching import token_budget_batches
 
 Objective = Callable[[PreTrainedModel, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
@@ -33,7 +32,7 @@ class GeneratorTask:
 
     def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, objective: Objective,
                  train: dict[str, Any], val: dict[str, Any], cfg: CoralConfig, device: torch.device,
-                 reward: RewardModel | None = None) -> None:
+                 reward: Any = None) -> None:
         self.model, self.tok, self.objective, self.cfg, self.device = model, tok, objective, cfg, device
         self.reward = reward
         self.forward_model: torch.nn.Module = model  # the DDP wrapper when distributed
@@ -72,8 +71,7 @@ class GeneratorTask:
         save_generator(self.model, self.tok, folder, self.cfg.data)
 
     def load_model(self, folder: Path) -> None:
-        saved = type(self.model).from_pretrained(str(folder))
-        self.model.load_state_dict(saved.state_dict())
+        load_generator_weights(self.model, folder)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         ema = getattr(self.objective, "ema", None)
@@ -84,6 +82,7 @@ class GeneratorTask:
             self.objective.ema = tensors["objective.ema"].to(self.device)[0]
 
 
+@torch.no_grad()
 def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp: list) -> float:
     """Token-level NLL of the references (summed, then divided by the number of tokens)."""
     t = task.cfg.train
@@ -98,7 +97,17 @@ def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp
 
 
 def validation_reward(task: GeneratorTask) -> dict[str, Any]:
-    """validation-R3: generate for the validation contexts, mean f_R - m (paper §4.1)."""
+    """validation-R3: generate for the validation contexts, mean f_R - m (paper §4.1).
+
+    Decoding runs under its own seed (`generate.seed`) inside a forked RNG, so `best/` does not
+    follow sampling noise and evaluating never changes what training draws next."""
+    devices = [task.device] if task.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(task.cfg.generate.seed)
+        return _validation_reward(task)
+
+
+def _validation_reward(task: GeneratorTask) -> dict[str, Any]:
     cfg, tok, reward = task.cfg, task.tok, task.reward
     g = cfg.generate
     ctx = task.val["context_ids"]
@@ -107,7 +116,7 @@ def validation_reward(task: GeneratorTask) -> dict[str, Any]:
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         batch_ctx = [ctx[i] for i in idx]
         ids, mask = encoder_inputs(batch_ctx, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, task.device)
-        samples = sample_responses(task.model, ids, mask, g, num_return_sequences=1)
+        samples = sample_responses(task.model, ids, mask, g, num_return_sequences=1, bf16=cfg.train.bf16)
         scores.append(reward.score_samples(batch_ctx, samples.ids, samples.mask))
         if len(shown) < SHOWN_SAMPLES:
             texts = samples.texts(tok)[: SHOWN_SAMPLES - len(shown)]

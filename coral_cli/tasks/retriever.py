@@ -1,4 +1,4 @@
-"""Retriever training (paper §4.2): positives are the dataset's pairs, negatives k random pool
+"""The retriever `Task` (paper §4.2): positives are the dataset's pairs, negatives k random pool
 utterances per positive (never the true response), binary cross-entropy (+ the plugin's
 auxiliary loss, InfoNCE for dmi). Early stopping and best/ follow validation R10@1."""
 
@@ -21,6 +21,18 @@ from coral_cli.rewards.retrieval_data import RetrievalData
 from coral_cli.training.batching import token_budget_batches
 
 
+class TrainingOutputs(torch.nn.Module):
+    """`model.training_outputs` as a module's forward, so a DDP wrapper (which only sees
+    `forward`) averages the gradients of retriever training across ranks."""
+
+    def __init__(self, model: RewardModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        return self.model.training_outputs(*args)
+
+
 class RetrieverTask:
     """The `Task` the shared trainer runs for a reward model."""
 
@@ -30,6 +42,7 @@ class RetrieverTask:
     def __init__(self, model: RewardModel, train: RetrievalData, val: RetrievalData, cfg: CoralConfig,
                  device: torch.device) -> None:
         self.model, self.train, self.cfg, self.device = model, train, cfg, device
+        self.forward_model: torch.nn.Module = TrainingOutputs(model)  # the trainer wraps it in DDP
         r = cfg.retriever
         self.k = r.negatives
         self.ctx = [c[-r.max_context_tokens :] for c in train.context_ids]
@@ -58,8 +71,8 @@ class RetrieverTask:
         return {"ctx": c, "ctx_mask": cm, "resp": r, "resp_mask": rm, "labels": labels, "n_pos": len(spec), "tokens": tokens}
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-        logits, aux, stats = self.model.training_outputs(batch["ctx"], batch["ctx_mask"], batch["resp"],
-                                                         batch["resp_mask"], batch["n_pos"])
+        logits, aux, stats = self.forward_model(batch["ctx"], batch["ctx_mask"], batch["resp"],
+                                                batch["resp_mask"], batch["n_pos"])
         logits = logits.float()
         bce = F.binary_cross_entropy_with_logits(logits, batch["labels"])
         loss = bce if aux is None else bce + aux
@@ -77,21 +90,3 @@ class RetrieverTask:
 
     def load_model(self, folder: Path) -> None:
         load_weights(self.model, folder)
-
-
-def train_retriever(cfg: CoralConfig, run: Any, listeners: list[Any], resume: bool = False) -> Any:
-    """Build data and model from `cfg` and run the shared trainer; returns the final loop state."""
-    from coral_cli.device import pick_device
-    from coral_cli.rewards.checkpoint import build_reward
-    from coral_cli.rewards.retrieval_data import retrieval_data
-    from coral_cli.tokenizer import load_tokenizer
-    from coral_cli.training.loop import Trainer
-
-    device = pick_device(cfg.runtime.device)
-    torch.manual_seed(cfg.runtime.seed)
-    tok = load_tokenizer(cfg.tokenizer.name)
-    train = retrieval_data(cfg.data, "train", tok)
-    val = retrieval_data(cfg.data, "validation", tok)
-    model = build_reward(cfg.retriever, cfg.tokenizer.name).to(device)
-    task = RetrieverTask(model, train, val, cfg, device)
-    return Trainer(task, cfg.retriever.train, run, device, listeners).fit(resume)

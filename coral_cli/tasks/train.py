@@ -1,0 +1,114 @@
+"""Build a training run from its config and hand it to the shared trainer: `coral retriever train`
+(paper §4.2) and `coral coral train` (CORAL eq. 2-3 or the CE baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from coral_cli.config.schema import CoralConfig
+from coral_cli.data.encode import encode_pairs
+from coral_cli.data.sources import load_pairs
+from coral_cli.errors import ConfigError
+from coral_cli.generator.model import adopt_init_architecture, build_generator, load_generator
+from coral_cli.objectives.coral import CoralObjective
+from coral_cli.objectives.cross_entropy import CrossEntropy
+from coral_cli.registry import REWARDS, SAMPLERS
+from coral_cli.rewards.base import RewardModel
+from coral_cli.rewards.callable import CallableReward
+from coral_cli.rewards.checkpoint import build_reward, load_reward, read_reward_meta
+from coral_cli.rewards.retrieval_data import retrieval_data
+from coral_cli.runs import RunDir
+from coral_cli.samplers.base import SamplerEnv
+from coral_cli.tasks.generator import GeneratorTask
+from coral_cli.tasks.retriever import RetrieverTask
+from coral_cli.tokenizer import load_tokenizer
+from coral_cli.training.distributed import init_distributed
+from coral_cli.training.loop import LoopState, Trainer
+
+RewardFn = Callable[[list[list[str]], list[str]], Any]  # f(contexts, responses) -> scores in [0, 1]
+
+
+def load_training_reward(cfg: CoralConfig, device: torch.device, tok: Any) -> Any:
+    """The frozen f_R behind R3: a retriever checkpoint of the type the config names, or a plain
+    callable registered under that name (which needs no checkpoint)."""
+    o = cfg.objective
+    plugin = REWARDS.get(o.reward)
+    if not (isinstance(plugin, type) and issubclass(plugin, RewardModel)):
+        return CallableReward(plugin, tok)
+    if not o.reward_checkpoint:
+        raise ConfigError("CORAL needs a trained retriever for its reward",
+                          "pass --reward-checkpoint DIR (train one with 'coral retriever train'), or use --loss ce")
+    kind = read_reward_meta(o.reward_checkpoint)["model"]
+    if kind != o.reward:
+        raise ConfigError(f"--reward {o.reward} but {o.reward_checkpoint} holds a '{kind}' retriever",
+                          f"pass --reward {kind} or a {o.reward} checkpoint")
+    reward = load_reward(o.reward_checkpoint, device)
+    reward.bf16 = cfg.train.bf16
+    return reward
+
+
+def build_objective(cfg: CoralConfig, reward: Any, tok: Any, pool_ids: list, device: torch.device) -> Any:
+    """CE, or CORAL with the sampler plugins the config names (each built once)."""
+    o = cfg.objective
+    if o.loss == "ce":
+        return CrossEntropy(o.label_smoothing)
+    env = SamplerEnv(pool_ids, tok, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
+                     bf16=cfg.train.bf16)
+    names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
+    samplers = {name: SAMPLERS.get(name)(env) for name in names}
+    return CoralObjective(o, reward, samplers, tok)
+
+
+def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False,
+                    reward: RewardFn | None = None) -> LoopState:
+    """Train and return the final loop state; best/ and last/ land in `run.checkpoints`.
+    `reward` replaces the configured retriever with a plain function f(contexts, responses)."""
+    return generator_trainer(cfg, run, listeners, reward).fit(resume)
+
+
+def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], reward: RewardFn | None = None) -> Trainer:
+    """The trainer for `cfg` (data, generator, reward, objective built; under torchrun, this rank's)."""
+    info, device = init_distributed(cfg.runtime.device)
+    torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
+    if cfg.generator.init:
+        adopt_init_architecture(cfg)
+        model, tok, _ = load_generator(cfg.generator.init, device)
+        model.train()
+    else:
+        tok = load_tokenizer(cfg.tokenizer.name)
+        model = build_generator(cfg.generator, tok).to(device)
+    limit = model.config.max_position_embeddings - 2
+    if cfg.data.max_context_tokens > limit or cfg.data.max_response_tokens > limit:
+        raise ConfigError(f"data budgets exceed the generator's {limit + 2} positions",
+                          f"set data.max_context_tokens and max_response_tokens <= {limit}")
+    f_r = None
+    if cfg.objective.loss == "coral":
+        f_r = CallableReward(reward, tok) if reward is not None else load_training_reward(cfg, device, tok)
+    train = retrieval_data(cfg.data, "train", tok)
+    val = encode_pairs(load_pairs(cfg.data, "validation"), tok, cfg.data).select_columns(["context_ids", "response_ids"])[:]
+    objective = build_objective(cfg, f_r, tok, train.pool_ids, device)
+    data = {"context_ids": train.context_ids, "response_ids": train.response_ids, "pool_index": train.pool_index}
+    task = GeneratorTask(model, tok, objective, data, val, cfg, device, f_r)
+    trainer = Trainer(task, cfg.train, run, device, listeners, info)
+    torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
+    return trainer
+
+
+def train_retriever(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False) -> LoopState:
+    """Build data and model from `cfg` and run the shared trainer; returns the final loop state."""
+    return retriever_trainer(cfg, run, listeners).fit(resume)
+
+
+def retriever_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any]) -> Trainer:
+    """The trainer for a retriever (under torchrun: this rank's; rank 0 alone writes the run)."""
+    info, device = init_distributed(cfg.runtime.device)
+    torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
+    tok = load_tokenizer(cfg.tokenizer.name)
+    train = retrieval_data(cfg.data, "train", tok)
+    val = retrieval_data(cfg.data, "validation", tok)
+    model = build_reward(cfg.retriever, cfg.tokenizer.name).to(device)
+    task = RetrieverTask(model, train, val, cfg, device)
+    return Trainer(task, cfg.retriever.train, run, device, listeners, info)
