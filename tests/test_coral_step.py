@@ -8,7 +8,9 @@ import torch
 from coral_cli.config import resolve
 from coral_cli.errors import ConfigError
 from coral_cli.objectives.candidates import draw_candidates
+from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.coral_loss import coral_loss
+from coral_cli.objectives.reward_input import score_candidates
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.callable import CallableReward
 from coral_cli.runs import run_dir
@@ -75,7 +77,7 @@ def test_coral_loss_equals_hand_computed_values():
 
 def test_rloo_weights_each_row_once_so_p_plus_keeps_its_meaning(tok):
     cfg, model = tiny(tok, p_plus=0.5, policy="mix", baseline="rloo", rloo_k=4, on_policy_sampler="test-fixed-on")
-    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     b = batch(tok, seed=1)
     src = np.random.default_rng(1).random(3) < 0.5  # what choose_sources will draw for this seed
     cs = draw_candidates(cfg.objective, objective.samplers, model, batch(tok, seed=1), 0)
@@ -91,14 +93,14 @@ def test_rloo_weights_each_row_once_so_p_plus_keeps_its_meaning(tok):
 
 def test_samplers_own_on_policy_flag_decides_their_slot(tok):
     with pytest.raises(ConfigError, match="not an on-policy sampler"):
-        cfg, _ = tiny(tok, policy="mix", on_policy_sampler="test-fixed-off")
-        build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+        cfg, model = tiny(tok, policy="mix", on_policy_sampler="test-fixed-off")
+        build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     with pytest.raises(ConfigError, match="samples on-policy"):
-        cfg, _ = tiny(tok, policy="off", negative_sampler="test-fixed-on")
-        build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+        cfg, model = tiny(tok, policy="off", negative_sampler="test-fixed-on")
+        build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     # an on-policy sampler in the on-policy slot: its candidates are kind 1 (on-policy)
     cfg, model = tiny(tok, p_plus=0.0, policy="mix", on_policy_sampler="test-fixed-on")
-    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
+    objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     cs = draw_candidates(cfg.objective, objective.samplers, model, batch(tok), 0)
     assert cs.kind.tolist() == [1, 1, 1] and cs.groups == []
 
@@ -113,24 +115,25 @@ def test_rloo_without_on_policy_samples_is_a_config_error():
 
 def test_a_plain_function_is_a_reward_and_matches_the_same_reward_model(tok):
     cfg, model = tiny(tok, p_plus=0.4, margin=0.2, policy="off")
-    as_model = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), tok, POOL, CPU)
-    as_function = build_objective(cfg, CallableReward(question, tok), tok, POOL, CPU)
+    as_model = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
+    as_function = build_objective(cfg, CallableReward(question), Seq2SeqPolicy(model, tok), POOL, CPU)
     expected, _ = as_model(model, batch(tok, seed=4))
     got, stats = as_function(model, batch(tok, seed=4))
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
     # the function sees text: the contexts' utterances and the detokenised responses
     seen = {}
-    reward = CallableReward(lambda c, r: seen.update(c=c, r=r) or [0.5] * len(r), tok)
+    reward = CallableReward(lambda c, r: seen.update(c=c, r=r) or [0.5] * len(r))
     cand = Candidates.from_lists([POSITIVES[0]], 0, CPU)
-    assert reward.score_samples([[7592, tok.sep_token_id, 2129]], cand.ids, cand.mask).tolist() == [0.5]
+    f = score_candidates(reward, Seq2SeqPolicy(model, tok), [[7592, tok.sep_token_id, 2129]], [["hello", "how"]], cand)
+    assert f.tolist() == [0.5]
     assert seen == {"c": [["hello", "how"]], "r": ["i am fine ."]}
     # registered by name, a function needs no checkpoint
     named = resolve(None, {"objective.reward": "test-question-fn"})
-    assert isinstance(load_training_reward(named, CPU, tok), CallableReward)
+    assert isinstance(load_training_reward(named, CPU), CallableReward)
 
 
 def test_a_reward_function_returning_the_wrong_count_is_a_clear_error(tok):
-    reward = CallableReward(lambda c, r: [0.5], tok)
+    reward = CallableReward(lambda c, r: [0.5])
     with pytest.raises(Exception, match="returned 1 scores for 2 responses"):
         reward.score([["a"], ["b"]], ["x", "y"])
 
@@ -168,7 +171,7 @@ def test_window_means_ignore_batches_without_positives():
 
 
 def test_bf16_false_reaches_sampling_and_reward_scoring(tok, monkeypatch):
-    import coral_cli.generation.sampling as sampling
+    import coral_cli.generator.sampling as sampling
     import coral_cli.rewards.base as base
 
     seen = []
@@ -179,7 +182,7 @@ def test_bf16_false_reaches_sampling_and_reward_scoring(tok, monkeypatch):
     cfg.train.bf16 = False
     reward = make(ResponseTokenReward, "test-question", tok)
     reward.bf16 = cfg.train.bf16  # what load_training_reward does with a checkpoint
-    objective = build_objective(cfg, reward, tok, POOL, CPU)
+    objective = build_objective(cfg, reward, Seq2SeqPolicy(model, tok), POOL, CPU)
     objective(model, batch(tok))
     assert seen and not any(seen)  # sampler and reward both asked for full precision
 

@@ -8,6 +8,7 @@ from coral_cli.config.schema import GenerateConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.generation.responses import generate_for_contexts
+from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.generator.model import load_generator
 from coral_cli.tasks.train import train_generator
 from coral_cli.rewards import save_reward
@@ -29,7 +30,7 @@ def question_share(path, cfg):
     tok = load_tokenizer()
     enc = encode_pairs(load_pairs(cfg.data, "train"), tok, cfg.data)
     model, tok, _ = load_generator(path)
-    out = generate_for_contexts(model, tok, enc["context_ids"], GenerateConfig(strategy="greedy", max_new_tokens=24))
+    out = generate_for_contexts(Seq2SeqPolicy(model, tok), enc["context_ids"], GenerateConfig(strategy="greedy", max_new_tokens=24))
     return float(np.mean(["?" in o["responses"][0] for o in out]))
 
 

@@ -11,7 +11,8 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.errors import AssetError
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.batch import TrainBatch, seq2seq_batch
+from coral_cli.generator.batch import TrainBatch
+from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.generator.model import build_generator, load_generator
 from coral_cli.tasks.train import train_generator
 from coral_cli.objectives.cross_entropy import CrossEntropy
@@ -38,8 +39,9 @@ def test_ce_loss_equals_hand_computed_nll(tok):
     cfg = resolve(None, {"generator.encoder_layers": 1, "generator.decoder_layers": 1, "generator.d_model": 16,
                          "generator.heads": 2, "generator.ffn_dim": 32, "generator.dropout": 0.0})
     model = build_generator(cfg.generator, tok).eval()
-    batch = seq2seq_batch([[2000, 2001], [2002]], [[2003, 2004, 2005], [2006]], 101, 102, 0, CPU)
-    loss, stats = CrossEntropy()(model, TrainBatch(batch, [], [], np.zeros(0), np.random.default_rng(0)))
+    policy = Seq2SeqPolicy(model, tok)
+    batch, ids, mask = policy.ground_truth([[2000, 2001], [2002]], [[2003, 2004, 2005], [2006]], CPU)
+    loss, stats = CrossEntropy(policy)(model, TrainBatch(batch, ids, mask, [], [], np.zeros(0), np.random.default_rng(0)))
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                    decoder_input_ids=batch.decoder_input_ids).logits
     targets = [[2003, 2004, 2005, 102], [2006, 102]]  # responses then [SEP]
@@ -60,7 +62,7 @@ def test_tiny_model_overfits_32_pairs_and_greedy_reproduces_a_response(trained, 
     model, tok2, meta = load_generator(run.checkpoint("last"))
     assert meta["format"] == "coral-generator" and meta["data"]["max_context_tokens"] == 48
     enc = encode_pairs(load_pairs(cfg.data, "train"), tok, cfg.data)
-    out = generate_for_contexts(model, tok2, enc["context_ids"][:8], GenerateConfig(strategy="greedy", max_new_tokens=30))
+    out = generate_for_contexts(Seq2SeqPolicy(model, tok2), enc["context_ids"][:8], GenerateConfig(strategy="greedy", max_new_tokens=30))
     refs = [wordpiece_text(tok, r) for r in enc["response_ids"][:8]]
     exact = [o["responses"][0] for o, r in zip(out, refs) if o["responses"][0] == r]
     assert len(exact) >= 4, list(zip([o["responses"][0] for o in out], refs))
@@ -79,8 +81,8 @@ def test_generation_is_seeded_in_order_and_bounded(trained, tok):
     model, tok, _ = load_generator(run.checkpoint("last"))
     contexts = [[2129, 2024, 2017, 1029], [7592], [2054, 2003, 2115, 2171, 1029, 102, 2026, 2171, 2003], [2748]]
     g = GenerateConfig(strategy="nucleus", top_p=0.9, max_new_tokens=5, num_return_sequences=3, seed=7)
-    first = generate_for_contexts(model, tok, contexts, g)
-    second = generate_for_contexts(model, tok, contexts, g)
+    first = generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, g)
+    second = generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, g)
     assert first == second
     assert all(len(r["responses"]) == 3 and len(r["logprobs"]) == 3 for r in first)
     for row in first:
@@ -89,11 +91,11 @@ def test_generation_is_seeded_in_order_and_bounded(trained, tok):
         assert all(lp <= 0 and math.isfinite(lp) for lp in row["logprobs"])
     # input order: each context alone gives the same greedy output as inside the batch
     greedy = GenerateConfig(strategy="greedy", max_new_tokens=8)
-    batched = generate_for_contexts(model, tok, contexts, greedy)
-    alone = [generate_for_contexts(model, tok, [c], greedy)[0] for c in contexts]
+    batched = generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, greedy)
+    alone = [generate_for_contexts(Seq2SeqPolicy(model, tok), [c], greedy)[0] for c in contexts]
     assert [b["responses"] for b in batched] == [a["responses"] for a in alone]
-    assert generate_for_contexts(model, tok, contexts, GenerateConfig(strategy="nucleus", seed=8, max_new_tokens=5)) != \
-        generate_for_contexts(model, tok, contexts, GenerateConfig(strategy="nucleus", seed=9, max_new_tokens=5))
+    assert generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, GenerateConfig(strategy="nucleus", seed=8, max_new_tokens=5)) != \
+        generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, GenerateConfig(strategy="nucleus", seed=9, max_new_tokens=5))
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,20 +14,20 @@ import torch
 from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.batch import encoder_inputs
 from coral_cli.generator.model import build_generator
+from coral_cli.generator.policy import Policy, Seq2SeqPolicy
 from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.runs import run_dir
 from coral_cli.training.events import StepEnd
 from coral_cli.training.loop import Trainer
 
 
-def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, objective: Any, reward: Any,
-                     steps: int, device: torch.device) -> dict[str, Any]:
+def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_objective: Callable[[Policy], Any],
+                     reward: Any, steps: int, device: torch.device) -> dict[str, Any]:
     """Our trainer for `steps` optimizer steps: tokens/s and seconds/step after the first window."""
     torch.manual_seed(cfg.runtime.seed)
-    model = build_generator(cfg.generator, tok).to(device)
-    task = GeneratorTask(model, tok, objective, data, val, cfg, device, reward)
+    policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device), tok)
+    task = GeneratorTask(policy, make_objective(policy), data, val, cfg, device, reward)
     cfg.train.max_steps, cfg.train.log_every = steps, max(1, steps // 4)
     cfg.train.eval_every, cfg.train.save_epochs = 10**9, 10**9
     marks: list[tuple[float, float]] = []
@@ -75,21 +76,21 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
             "batch_size": batch_size, "steps": steps, **peak_mib(device)}
 
 
-def generation_speed(model: Any, tok: Any, contexts: list[list[int]], g: GenerateConfig,
+def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfig,
                      device: torch.device) -> dict[str, Any]:
     """Our batched, length-sorted generation vs a per-example `model.generate` loop."""
-    from coral_cli.generation.sampling import generate_kwargs
+    from coral_cli.generator.sampling import generate_kwargs
 
     reset_peak(device)
     t0 = time.perf_counter()
-    generate_for_contexts(model, tok, contexts, g)
+    generate_for_contexts(policy, contexts, g)
     batched = time.perf_counter() - t0
     ours_mem = peak_mib(device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for c in contexts:
-            ids, mask = encoder_inputs([c], tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, device)
-            model.generate(input_ids=ids, attention_mask=mask, **generate_kwargs(g))
+            ids, mask = policy.prompts([c], device)
+            policy.model.generate(input_ids=ids, attention_mask=mask, **generate_kwargs(g))
     loop = time.perf_counter() - t0
     return {"contexts": len(contexts), "batched_responses_per_s": len(contexts) / batched,
             "loop_responses_per_s": len(contexts) / loop, "speedup": loop / batched, **ours_mem}

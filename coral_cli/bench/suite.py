@@ -27,6 +27,7 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.device import describe_device, pick_device
 from coral_cli.generator.model import build_generator
+from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.rewards.checkpoint import build_reward
 from coral_cli.rewards.retrieval_data import retrieval_data
@@ -47,18 +48,19 @@ def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: 
 
     ce_cfg = copy.deepcopy(cfg)
     ce_cfg.objective.loss = "ce"
-    ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy(), None, steps, device)
+    ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy, None, steps, device)
     hf = hf_trainer_throughput(copy.deepcopy(cfg), tok, data, steps, batch_size, device)
     reward = build_reward(cfg.retriever, cfg.tokenizer.name).to(device).eval().requires_grad_(False)
     coral_cfg = copy.deepcopy(cfg)
     coral_cfg.objective.loss, coral_cfg.objective.policy = "coral", "mix"
     o = coral_cfg.objective
-    coral = train_throughput(coral_cfg, tok, data, val, build_objective(coral_cfg, reward, tok, train.pool_ids, device),
+    coral = train_throughput(coral_cfg, tok, data, val,
+                             lambda policy: build_objective(coral_cfg, reward, policy, train.pool_ids, device),
                              reward, steps, device)
 
     test = encode_pairs(load_pairs(cfg.data, "test"), tok, cfg.data)
-    model = build_generator(cfg.generator, tok).to(device).eval()
-    gen = generation_speed(model, tok, test["context_ids"][:contexts], cfg.generate, device)
+    policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device).eval(), tok)
+    gen = generation_speed(policy, test["context_ids"][:contexts], cfg.generate, device)
 
     ctx = [c for c in test["context_ids"][:pairs]]
     resp = [r for r in test["response_ids"][:pairs]]

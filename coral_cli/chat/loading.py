@@ -16,8 +16,13 @@ def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
     from coral_cli.generator.model import check_weights, read_generator_config
     from coral_cli.rewards.checkpoint import read_reward_meta
 
-    read_generator_config(checkpoint)
-    check_weights(checkpoint)
+    from coral_cli.generator.lm_checkpoint import read_meta
+    from coral_cli.generator.model import is_lm_spec
+
+    lm = is_lm_spec(checkpoint) or read_meta(checkpoint).get("backend", "seq2seq") != "seq2seq"
+    if not lm:  # the paper's BART: check it without loading
+        read_generator_config(checkpoint)
+        check_weights(checkpoint)
     if reward_checkpoint is not None:
         read_reward_meta(reward_checkpoint)
 
@@ -39,10 +44,10 @@ def read_context_file(path: Path) -> list[str]:
 
 def load_session(checkpoint: Path, reward_checkpoint: Path | None, device: Any, settings: ChatSettings,
                  history: list[str]) -> ChatSession:
-    from coral_cli.generator.model import load_generator
+    from coral_cli.generator.model import load_policy
     from coral_cli.rewards import load_reward
 
-    model, tok, meta = load_generator(checkpoint, device)
+    policy, meta = load_policy(checkpoint, device)
     reward = load_reward(reward_checkpoint, device) if reward_checkpoint else None
     budget = meta.get("data", {}).get("max_context_tokens", 256)
-    return ChatSession(model, tok, reward, budget, settings, history)
+    return ChatSession(policy, reward, budget, settings, history)

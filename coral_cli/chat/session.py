@@ -11,12 +11,10 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.data.encode import context_ids
 from coral_cli.errors import CoralError
-from coral_cli.generation.sampling import sample_responses
 from coral_cli.generation.responses import score_samples
-from coral_cli.generator.batch import encoder_inputs
-from coral_cli.tokenizer import wordpiece_text
+from coral_cli.generator.policy import Policy
+from coral_cli.objectives.reward_input import score_candidates
 
 
 @dataclass
@@ -63,9 +61,10 @@ class Turn:
 class ChatSession:
     """History + generation + scoring; no UI code."""
 
-    def __init__(self, model: Any, tok: Any, reward: Any | None, max_context_tokens: int,
+    def __init__(self, policy: Policy, reward: Any | None, max_context_tokens: int,
                  settings: ChatSettings | None = None, history: list[str] | None = None) -> None:
-        self.model, self.tok, self.reward = model.eval(), tok, reward
+        self.policy, self.reward = policy, reward
+        self.model, self.tok = policy.model.eval(), policy.tokenizer
         self.max_context_tokens = max_context_tokens
         self.settings = settings or ChatSettings()
         self.prefix = list(history or [])  # e.g. a DailyDialog context to start from
@@ -124,19 +123,22 @@ class ChatSession:
 
     @torch.inference_mode()
     def _propose(self, turn: Turn) -> None:
-        tok, s = self.tok, self.settings
-        ids = context_ids(tok, [turn.context], self.max_context_tokens)[0]
-        turn.seen_context = tok.decode(ids)
-        enc, mask = encoder_inputs([ids], tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, self.device)
-        samples = sample_responses(self.model, enc, mask, s.decoding())
-        responses, logp, scored = score_samples(self.model, tok, [ids] * len(samples.ids), samples)
+        tok, s, policy = self.tok, self.settings, self.policy
+        ids = policy.context_ids([turn.context], self.max_context_tokens)[0]
+        turn.seen_context = tok.decode(ids, skip_special_tokens=True)
+        enc, mask = policy.prompts([ids], self.device)
+        samples = policy.sample(self.model, enc, mask, s.decoding())
+        n = len(samples)
+        logp, scored = score_samples(policy, enc.expand(n, -1), mask.expand(n, -1), samples)
+        responses, texts = samples.lists(), policy.texts(samples)
         candidates = []
         for j, resp in enumerate(responses):
-            mean = float(logp[j].sum() / max(int(scored[j]), 1))
-            probs = logp[j, : len(resp)].exp().tolist()
-            candidates.append(Candidate(wordpiece_text(tok, resp), mean, list(zip(tok.convert_ids_to_tokens(resp), probs))))
+            mean = float(logp[j].sum() / max(int(scored[j].sum()), 1))
+            probs = logp[j][scored[j]][: len(resp)].exp().tolist()  # the response tokens, in order
+            candidates.append(Candidate(texts[j], mean, list(zip(tok.convert_ids_to_tokens(resp), probs))))
         if self.reward is not None:  # f_R against the truncated context the generator saw
-            f = self.reward.score_ids([ids] * len(responses), responses).tolist()
+            rows = torch.zeros(n, dtype=torch.long, device=self.device)
+            f = score_candidates(self.reward, policy, [ids], [turn.context], samples, rows).tolist()
             for c, value in zip(candidates, f):
                 c.f_r, c.r3 = value, value - s.margin
         if s.rerank and self.reward is not None:

@@ -31,6 +31,10 @@ def train(
     max_context_tokens: MaxContextTokens = None,
     tokenizer: Tokenizer = None,
     init: Annotated[Optional[str], typer.Option(help="Start from this generator checkpoint.")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(
+        help="Fine-tune a pretrained causal LM: smollm2 (bundled, offline), a folder, a .gguf file or a hub name.")] = None,
+    lora: Annotated[Optional[bool], typer.Option("--lora/--full", help="LoRA adapters or full fine-tuning of --pretrained.")] = None,
+    kl_coef: Annotated[Optional[float], typer.Option(help="Weight of the KL penalty to the pretrained model. [default: 0]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs. [default: 50]")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after N optimizer steps.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. [default: 1e-4]")] = None,
@@ -50,7 +54,8 @@ def train(
         **data_flags(dataset, data_dir, max_context_tokens, max_pairs, tokenizer),
         "objective.loss": loss, "objective.reward": reward, "objective.reward_checkpoint": reward_checkpoint,
         "objective.p_plus": p_plus, "objective.margin": margin, "objective.policy": policy,
-        "objective.baseline": baseline, "generator.init": init,
+        "objective.baseline": baseline, "generator.init": init, "generator.pretrained": pretrained,
+        "generator.lora.enabled": lora, "objective.kl_coef": kl_coef,
         "train.max_epochs": epochs, "train.max_steps": max_steps, "train.lr": lr,
         "train.batch_tokens": batch_tokens, "train.grad_accum": grad_accum,
         "runtime.device": device, "runtime.seed": seed,
@@ -59,8 +64,9 @@ def train(
                   "generator") as (cfg, run):
         g = cfg.generator
         o = cfg.objective
-        err.print(f"run: {run.root}  loss: {o.loss}  model: {g.encoder_layers}+{g.decoder_layers} layers, "
-                  f"d={g.d_model}, {g.heads} heads")
+        model = (f"{g.pretrained} ({'LoRA r=' + str(g.lora.r) if g.lora.enabled else 'full fine-tuning'})"
+                 if g.pretrained else f"{g.encoder_layers}+{g.decoder_layers} layers, d={g.d_model}, {g.heads} heads")
+        err.print(f"run: {run.root}  loss: {o.loss}  model: {model}")
         if o.loss == "coral":
             err.print(f"CORAL: reward {o.reward} ({o.reward_checkpoint}), p+ {o.p_plus}, m {o.margin}, "
                       f"{o.policy}-policy, baseline {o.baseline}")

@@ -48,7 +48,7 @@ def generate(
     from coral_cli.generation.outputs import write_generation
     from coral_cli.generation.requests import jsonl_requests, split_requests
     from coral_cli.generation.responses import generate_for_contexts
-    from coral_cli.generator.model import load_generator
+    from coral_cli.generator.model import load_policy
 
     flags = {
         **data_flags(dataset, data_dir, None, max_pairs), "runtime.device": device,
@@ -58,17 +58,17 @@ def generate(
         "generate.no_repeat_ngram_size": no_repeat_ngram_size, "generate.seed": seed,
     }
     cfg = load_config(recipe, sets, flags)
-    model, tok, meta = load_generator(checkpoint, pick_device(cfg.runtime.device))
+    policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
     trained = meta.get("data", {})
     cfg.data.max_context_tokens = trained.get("max_context_tokens", cfg.data.max_context_tokens)
     if input:
-        requests = jsonl_requests(open_input(input), input, tok, cfg.data.max_context_tokens)
+        requests = jsonl_requests(open_input(input), input, policy, cfg.data.max_context_tokens)
     else:
-        requests = split_requests(cfg.data, split, tok)
+        requests = split_requests(cfg.data, split, policy)
     t0 = time.perf_counter()
     with Progress(console=err, transient=True) as progress:
         bar = progress.add_task("generating", total=len(requests))
-        results = generate_for_contexts(model, tok, [r["context_ids"] for r in requests], cfg.generate,
+        results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate,
                                         lambda n: progress.advance(bar, n))
     seconds = time.perf_counter() - t0
     source = {"input": input} if input else {"dataset": cfg.data.dataset, "split": split}

@@ -121,6 +121,28 @@ class RetrieverConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on a pretrained LM: train small low-rank updates, keep the base frozen."""
+
+    enabled: bool = opt(False, "train LoRA adapters instead of every weight (a pretrained LM only)")
+    r: int = opt(16, "rank of each low-rank update", min=1, max=4096)
+    alpha: int = opt(32, "LoRA scaling numerator: updates are scaled by alpha / r", min=1)
+    dropout: float = opt(0.05, "dropout on the adapter input", min=0.0, max=0.9)
+    target_modules: list[str] = opt(
+        ["all-linear"],
+        "module names (suffixes, e.g. q_proj, v_proj) that get adapters; ['all-linear'] = every "
+        "linear layer except the LM head (peft's all-linear)",
+    )
+
+    def problems(self) -> list[str]:
+        if not self.target_modules:
+            return ["target_modules is empty; use ['all-linear'] or name the layers, e.g. ['q_proj', 'v_proj']"]
+        if "all-linear" in self.target_modules and len(self.target_modules) > 1:
+            return ["target_modules: 'all-linear' stands alone; drop it or the other names"]
+        return []
+
+
+@dataclass
 class GeneratorConfig:
     """The transformer encoder-decoder that CORAL trains (paper §4.1: 6+6 layers, 8 heads, d=1024)."""
 
@@ -131,8 +153,12 @@ class GeneratorConfig:
     ffn_dim: int = opt(4096, "feed-forward inner size", min=8)
     dropout: float = opt(0.1, "dropout", min=0.0, max=0.9)
     max_positions: int = opt(512, "longest encoder or decoder input (positions)", min=16)
+    pretrained: str = opt("", "fine-tune a pretrained causal LM instead of the paper's randomly initialised "
+                          "encoder-decoder: 'smollm2' (bundled SmolLM2-135M-Instruct, offline), a local folder, a "
+                          ".gguf file, or a Hugging Face hub name (then the size keys above do not apply)")
     init: str = opt("", "start from this generator checkpoint instead of random weights (e.g. a CE-trained one)")
     eval_pairs: int = opt(0, "validation pairs used for per-epoch validation (0 = all)", min=0)
+    lora: LoraConfig = opt(LoraConfig(), "LoRA adapters (peft) for fine-tuning a pretrained LM")
 
     def problems(self) -> list[str]:
         return [f"heads ({self.heads}) must divide d_model ({self.d_model})"] if self.d_model % self.heads else []
@@ -164,6 +190,11 @@ class ObjectiveConfig:
                         choices=("fixed", "moving-average", "rloo"))
     ema_decay: float = opt(0.99, "decay of the moving-average baseline", min=0.0, max=1.0)
     rloo_k: int = opt(4, "on-policy samples per context for the rloo baseline", min=2)
+    kl_coef: float = opt(0.0, "weight of the KL penalty to the reference model (the pretrained model with "
+                         "adapters off, or a frozen copy); 0 = off", min=0.0)
+    kl_estimator: str = opt("k3", "per-token KL estimate: k1 = log p - log p_ref (unbiased, can be negative); "
+                            "k3 = exp(log p_ref - log p) - (log p_ref - log p) - 1 (unbiased, never negative)",
+                            choices=("k1", "k3"))
 
     def problems(self) -> list[str]:
         if self.loss == "coral" and self.baseline == "rloo" and (self.policy != "mix" or self.random_ratio >= 1):

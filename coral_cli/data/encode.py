@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from datasets import Dataset, Features, Sequence, Value
 from transformers import PreTrainedTokenizerBase
@@ -70,29 +70,40 @@ def encode_batch(batch: dict[str, list[Any]], tok: PreTrainedTokenizerBase, cfg:
     }
 
 
-def encode_pairs(pairs: Dataset, tok: PreTrainedTokenizerBase, cfg: DataConfig) -> Dataset:
-    """Add token-id columns to `pairs` through a `map` cached on disk.
+class PairFormat(Protocol):
+    """How a generator backend turns pairs into ids (`coral_cli.generator.policy.Policy`)."""
 
-    The cache file is addressed by the pairs' content, the tokenizer and the budgets, so a
+    fingerprint: str  # equal fingerprints encode identically (the cache key)
+
+    def encode_batch(self, batch: dict[str, list[Any]], cfg: DataConfig) -> dict[str, list[Any]]: ...
+
+
+def encode_pairs(pairs: Dataset, tok: PreTrainedTokenizerBase, cfg: DataConfig, fmt: PairFormat | None = None) -> Dataset:
+    """Add token-id columns to `pairs` through a `map` cached on disk: WordPiece contexts joined
+    with [SEP] (the paper's format), or `fmt`'s own format (a pretrained LM's).
+
+    The cache file is addressed by the pairs' content, the format and the budgets, so a
     change to any of them re-tokenizes and nothing else does.
     """
     folder = cache_dir(cfg) / "encoded"
     folder.mkdir(parents=True, exist_ok=True)
     features = Features({**pairs.features, **ENCODED_FEATURES})
+    fn, kwargs = (encode_batch, {"tok": tok, "cfg": cfg}) if fmt is None else (fmt.encode_batch, {"cfg": cfg})
+    key = tokenizer_fingerprint(tok) if fmt is None else fmt.fingerprint
     return pairs.map(
-        encode_batch,
+        fn,
         batched=True,
         batch_size=1000,
-        fn_kwargs={"tok": tok, "cfg": cfg},
+        fn_kwargs=kwargs,
         features=features,
-        cache_file_name=str(folder / f"{_cache_key(pairs, tok, cfg)}.arrow"),
+        cache_file_name=str(folder / f"{_cache_key(pairs, key, cfg)}.arrow"),
         load_from_cache_file=True,
         desc="tokenizing",
     )
 
 
-def _cache_key(pairs: Dataset, tok: PreTrainedTokenizerBase, cfg: DataConfig) -> str:
-    h = hashlib.sha1(f"{ENCODE_VERSION}|{tokenizer_fingerprint(tok)}|{cfg.max_context_tokens}|"
+def _cache_key(pairs: Dataset, fingerprint: str, cfg: DataConfig) -> str:
+    h = hashlib.sha1(f"{ENCODE_VERSION}|{fingerprint}|{cfg.max_context_tokens}|"
                      f"{cfg.max_response_tokens}".encode())
     for context, response in zip(pairs["context"], pairs["response"]):
         h.update("\x1f".join(context).encode())

@@ -1,4 +1,5 @@
-"""Seq2seq batches from id lists: encoder "[CLS] context [SEP]", decoder "[CLS] r" -> "r [SEP]"."""
+"""The tensors every generator backend shares: responses as padded ids on the device, and
+teacher-forcing batches whose labels cover the response tokens only (plus the end token)."""
 
 from __future__ import annotations
 
@@ -14,56 +15,66 @@ IGNORE = -100
 
 
 @dataclass
-class Seq2SeqBatch:
-    """Tensors on the device; `labels` is IGNORE where there is no target token."""
+class Responses:
+    """(N, L) response ids with a mask over the real tokens; `ended` (N,) says the end token
+    follows (true for dataset utterances, for samples only when the model produced it)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    ended: torch.Tensor
+
+    @classmethod
+    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> Responses:
+        ids, mask = pad_ids(seqs, pad_id, device)
+        return cls(ids, mask, torch.ones(len(seqs), dtype=torch.bool, device=ids.device))
+
+    def lists(self) -> list[list[int]]:
+        """The real tokens of each row (leaves the device once)."""
+        return [row[: int(n)] for row, n in zip(self.ids.tolist(), self.mask.sum(1).tolist())]
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+@dataclass
+class TeacherBatch:
+    """Teacher-forcing tensors on the device. Encoder-decoders read the prompt in the encoder and
+    the response in the decoder (`decoder_input_ids`); decoder-only models read prompt + response
+    in one sequence (`decoder_input_ids` None). `labels` line up with the logits the backend
+    returns and are IGNORE everywhere but the response tokens and the end token."""
 
     input_ids: torch.Tensor  # (B, S)
     attention_mask: torch.Tensor  # (B, S)
-    decoder_input_ids: torch.Tensor  # (B, T)
-    labels: torch.Tensor  # (B, T)
+    decoder_input_ids: torch.Tensor | None  # (B, T), or None for decoder-only models
+    labels: torch.Tensor  # (B, T): T = S for decoder-only models
     tokens: int  # real (unpadded) tokens, for throughput
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
-def encoder_inputs(contexts: Sequence[Sequence[int]], cls_id: int, sep_id: int, pad_id: int,
-                   device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """"[CLS] context [SEP]" right-padded -> (ids, mask)."""
-    ids, mask = pad_ids([[cls_id, *c, sep_id] for c in contexts], pad_id, device)
-    return ids, mask
-
-
-def seq2seq_batch(contexts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], cls_id: int,
-                  sep_id: int, pad_id: int, device: torch.device | str) -> Seq2SeqBatch:
-    """Teacher-forcing batch: the decoder reads [CLS] r_1..r_T and predicts r_1..r_T [SEP]."""
-    ids, mask = encoder_inputs(contexts, cls_id, sep_id, pad_id, device)
-    dec, _ = pad_ids([[cls_id, *r] for r in responses], pad_id, device)
-    labels, lmask = pad_ids([[*r, sep_id] for r in responses], pad_id, device)
-    labels = labels.masked_fill(~lmask, IGNORE)
-    tokens = sum(len(c) + 2 for c in contexts) + sum(len(r) + 1 for r in responses)
-    return Seq2SeqBatch(ids, mask, dec, labels, tokens)
-
-
 @dataclass
 class TrainBatch:
-    """A generator training batch: the ground-truth teacher-forcing tensors (CE) plus what the
-    CORAL objective needs to draw candidates (contexts, positives, pool indices, a seeded rng)."""
+    """A generator training batch: the ground truth's teacher-forcing tensors (CE) plus what the
+    CORAL step needs to draw and score candidates (prompts, contexts, positives, pool indices,
+    a seeded rng)."""
 
-    seq2seq: Seq2SeqBatch
-    contexts: list[list[int]]
-    positives: list[list[int]]
-    pool_index: np.ndarray
+    teacher: TeacherBatch
+    prompt_ids: torch.Tensor  # (B, P) the backend's prompt tensors (encoder input / left-padded prompt)
+    prompt_mask: torch.Tensor  # (B, P)
+    contexts: list[list[int]]  # each row's context ids in the generator's format
+    positives: list[list[int]]  # each row's ground-truth response ids
+    pool_index: np.ndarray  # (B,) the ground truth's index in the pool, -1 if absent
     rng: np.random.Generator
-
-    @property
-    def enc_ids(self) -> torch.Tensor:
-        return self.seq2seq.input_ids
-
-    @property
-    def enc_mask(self) -> torch.Tensor:
-        return self.seq2seq.attention_mask
+    texts: list[list[str]] | None = None  # each row's context utterances (rewards with another tokenizer)
 
     @property
     def tokens(self) -> int:
-        return self.seq2seq.tokens
+        return self.teacher.tokens
+
+
+def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad lists of ids -> (ids (B, T), mask (B, T)): prompts of a decoder-only model end at
+    the same position, so generation continues all rows from the last column."""
+    ids, mask = pad_ids([list(reversed(s)) for s in seqs], pad_id, device)
+    return ids.flip(1), mask.flip(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTok
 from coral_cli import __version__
 from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
+from coral_cli.generator.policy import Policy, Seq2SeqPolicy
 from coral_cli.tokenizer import load_tokenizer
 
 FORMAT = "coral-generator"
@@ -89,7 +91,15 @@ def init_architecture(folder: str | Path) -> dict[str, int]:
 def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
     """With `generator.init`, the model's sizes are the checkpoint's: put them into the config, so
     the run's config.toml records the model it really trains (the recipe's sizes are ignored)."""
-    if cfg.generator.init:
+    from coral_cli.generator.lm_checkpoint import read_meta
+
+    if not cfg.generator.init:
+        return cfg
+    meta = read_meta(cfg.generator.init)
+    if meta.get("backend") == "causal":  # a fine-tuned pretrained LM: record its base (and adapters)
+        lora = dataclasses.replace(cfg.generator.lora, enabled=bool(meta.get("adapter")))
+        cfg.generator = dataclasses.replace(cfg.generator, pretrained=meta["base"]["spec"], lora=lora)
+    else:
         cfg.generator = dataclasses.replace(cfg.generator, **init_architecture(cfg.generator.init))
     return cfg
 
@@ -136,6 +146,56 @@ def _check_finite(state: dict[str, torch.Tensor], folder: Path) -> None:
         raise AssetError(f"{folder}: weights hold NaN or inf ({', '.join(bad[:3])}"
                          + (f", +{len(bad) - 3} more" if len(bad) > 3 else "") + ")",
                          "the run that wrote it diverged: use an earlier checkpoint, e.g. best/ or a lower --lr")
+
+
+def load_policy(folder: str | Path, device: torch.device | str = "cpu",
+                trainable: bool = False) -> tuple[Policy, dict[str, Any]]:
+    """The generator backend of a checkpoint folder (the paper's BART, or a fine-tuned pretrained LM
+    with or without adapters) on `device`, in eval mode unless `trainable`, and its coral.json."""
+    from coral_cli.generator.lm_checkpoint import load_lm_policy, read_meta
+
+    if is_lm_spec(folder):  # a pretrained LM as it is: the paper's zero-shot (ZS) rows
+        return zero_shot_policy(str(folder), device)
+    meta = read_meta(folder)
+    if meta.get("backend", "seq2seq") != "seq2seq":
+        return load_lm_policy(folder, device, meta, trainable), meta
+    model, tok, meta = load_generator(folder, device)
+    return Seq2SeqPolicy(model.train(trainable), tok), meta
+
+
+def is_lm_spec(spec: str | Path) -> bool:
+    """A bundled short name, a .gguf file, a hub name (org/name) that is no local path, or a plain
+    Hugging Face folder (no coral.json): something to load with `load_lm`, not a coral checkpoint."""
+    from coral_cli.generator.pretrained import REGISTRY
+
+    path = Path(spec)
+    if path.is_dir():
+        return not (path / META_FILE).is_file() and (path / "config.json").is_file() and \
+            _model_type(path) not in ("bart", None)
+    return str(spec) in REGISTRY or path.suffix == ".gguf" or bool(re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", str(spec))) \
+        and not str(spec).startswith(("runs/", "./", "../"))
+
+
+def zero_shot_policy(spec: str, device: torch.device | str) -> tuple[Policy, dict[str, Any]]:
+    """A pretrained LM with no fine-tuning, in eval mode (its own dialogue format)."""
+    from coral_cli.generator.policy import CausalPolicy
+    from coral_cli.generator.pretrained import load_lm
+
+    model, tok, source = load_lm(spec, device)
+    if model.config.is_encoder_decoder:
+        from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
+
+        policy: Policy = PretrainedSeq2SeqPolicy(model.eval(), tok)
+    else:
+        policy = CausalPolicy(model.eval(), tok)
+    return policy, {"backend": policy.kind, "base": {"spec": spec, "identity": source.identity}, "zero_shot": True}
+
+
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tuple[BartForConditionalGeneration, PreTrainedTokenizerBase, dict[str, Any]]:

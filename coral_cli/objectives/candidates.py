@@ -61,7 +61,7 @@ def draw_candidates(cfg: ObjectiveConfig, samplers: dict[str, Any], model: Any, 
         on_policy = code != 0 and bool(getattr(sampler, "on_policy", False))
         k = cfg.rloo_k if (on_policy and cfg.baseline == "rloo") else 1
         request = SampleRequest([batch.contexts[i] for i in idx], [batch.positives[i] for i in idx],
-                                batch.pool_index[idx], batch.enc_ids[idx], batch.enc_mask[idx], batch.rng, model, k)
+                                batch.pool_index[idx], batch.prompt_ids[idx], batch.prompt_mask[idx], batch.rng, model, k)
         parts.append(sampler.sample(request))
         rows.append(np.repeat(idx, k))
         kinds.append(np.full(len(idx) * k, 0 if code == 0 else (1 if on_policy else 2)))
@@ -69,7 +69,7 @@ def draw_candidates(cfg: ObjectiveConfig, samplers: dict[str, Any], model: Any, 
         if k > 1:
             groups.append((start, start + len(idx) * k, k))
         start += len(idx) * k
-    device = batch.enc_ids.device
+    device = batch.prompt_ids.device
     return CandidateSet(_concat(parts, pad_id), torch.as_tensor(np.concatenate(rows), device=device),
                         torch.as_tensor(np.concatenate(kinds), device=device),
                         torch.as_tensor(np.concatenate(weights), dtype=torch.float32, device=device), groups)

@@ -6,7 +6,9 @@
 2. f = f_R(c, r) from the frozen retriever (a reward model, or any plain callable);
 3. R3 = f - b with baseline b: the paper's fixed margin m, or (beyond it, per its footnote 3) a
    moving average of f_R or the leave-one-out mean of the k on-policy samples of a context;
-4. log P(r | c) of each candidate under the generator, then `coral_loss` (eq. 2-3).
+4. log P(r | c) of each candidate under the generator, then `coral_loss` (eq. 2-3);
+5. beyond the paper, for pretrained LMs: + kl_coef * KL(policy || reference) on the candidates'
+   tokens, the usual guard against reward hacking in RL fine-tuning (`objective.kl_coef`).
 """
 
 from __future__ import annotations
@@ -16,53 +18,45 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import ObjectiveConfig
-from coral_cli.generator.batch import IGNORE, Seq2SeqBatch, TrainBatch
-from coral_cli.generator.logprobs import token_logprobs
+from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.lora import reference_model
+from coral_cli.generator.policy import Policy
 from coral_cli.objectives.coral_loss import coral_loss
+from coral_cli.objectives.kl import kl_penalty
 from coral_cli.objectives.candidates import CandidateSet, check_samplers, draw_candidates
-from coral_cli.samplers.base import Candidates
-
-
-def decoder_batch(enc_ids: torch.Tensor, enc_mask: torch.Tensor, cand: Candidates, cls_id: int, sep_id: int,
-                  pad_id: int) -> Seq2SeqBatch:
-    """Teacher-forcing tensors for candidates, built on the device (no host round trip):
-    the decoder reads [CLS] r and predicts r, then [SEP] where the candidate ended."""
-    n, length = cand.ids.shape
-    ids = cand.ids.masked_fill(~cand.mask, pad_id)
-    start = torch.full((n, 1), cls_id, dtype=ids.dtype, device=ids.device)
-    dec = torch.cat([start, ids], 1)  # (n, L + 1)
-    labels = torch.cat([ids.masked_fill(~cand.mask, IGNORE), torch.full_like(start, IGNORE)], 1)
-    pos = torch.arange(length + 1, device=ids.device)[None, :]
-    eos = pos.eq(cand.mask.sum(1, keepdim=True)) & cand.ended[:, None]
-    labels = torch.where(eos, torch.full_like(labels, sep_id), labels)
-    return Seq2SeqBatch(enc_ids, enc_mask, dec, labels, 0)
+from coral_cli.objectives.reward_input import score_candidates
 
 
 class CoralObjective:
     """candidates -> f_R -> R3 = f_R - baseline -> L = -R3 * sum_t log P (eq. 2-3)."""
 
-    def __init__(self, cfg: ObjectiveConfig, reward: Any, samplers: dict[str, Any], tok: Any) -> None:
-        """`reward` has `score_samples(context_ids, ids, mask, rows) -> (N,)` (a `RewardModel` or a
-        `CallableReward`); `samplers` maps plugin names to built samplers."""
-        self.cfg, self.reward, self.samplers, self.tok = cfg, reward, samplers, tok
+    def __init__(self, cfg: ObjectiveConfig, reward: Any, samplers: dict[str, Any], policy: Policy,
+                 reference: Any = None) -> None:
+        """`reward` is a `RewardModel` or a `CallableReward` (see `score_candidates`); `samplers`
+        maps plugin names to built samplers; `policy` is the generator backend; `reference` the
+        frozen copy the KL term compares with (None: the policy with its adapters off)."""
+        self.cfg, self.reward, self.samplers, self.policy, self.reference = cfg, reward, samplers, policy, reference
         self.ema = None  # running mean reward (baseline = moving-average)
         check_samplers(cfg, samplers)
 
     def __call__(self, model: Any, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
-        cs = draw_candidates(self.cfg, self.samplers, model, batch, self.tok.pad_token_id)
-        f = self.reward.score_samples(batch.contexts, cs.cand.ids, cs.cand.mask, cs.row).float().clone()  # (N,) frozen
+        cs = draw_candidates(self.cfg, self.samplers, model, batch, self.policy.pad_id)
+        f = score_candidates(self.reward, self.policy, batch.contexts, batch.texts, cs.cand, cs.row)  # (N,) frozen
         r3 = (f - self.baseline(f, cs)).detach()
-        logp, n_tok = self.logprobs(model, batch, cs)
-        loss, stats = coral_loss(logp, r3, n_tok, self.cfg.normalize, cs.weight)
+        seq = self.policy.teacher(batch.prompt_ids[cs.row], batch.prompt_mask[cs.row], cs.cand)
+        logp, scored = self.policy.logprobs(model, seq), seq.labels.ne(IGNORE)  # (N, T) each
+        loss, stats = coral_loss(logp.sum(1), r3, scored.sum(1), self.cfg.normalize, cs.weight)
+        if self.cfg.kl_coef:
+            kl = self.kl(model, seq, logp, scored)  # (N,)
+            loss = loss + self.cfg.kl_coef * (cs.weight * kl).sum() / cs.weight.sum()
+            stats["kl"] = kl.detach().mean()
         return loss, {**stats, **candidate_stats(f, r3, cs), "tokens": batch.tokens}
 
-    def logprobs(self, model: Any, batch: TrainBatch, cs: CandidateSet) -> tuple[torch.Tensor, torch.Tensor]:
-        """sum_t log P(r_t | r_<t, c) (N,) and target tokens (N,) of each candidate."""
-        tok = self.tok
-        seq = decoder_batch(batch.enc_ids[cs.row], batch.enc_mask[cs.row], cs.cand, tok.cls_token_id,
-                            tok.sep_token_id, tok.pad_token_id)
-        logp = token_logprobs(model, seq)  # (N, T)
-        return logp.sum(1), seq.labels.ne(IGNORE).sum(1)
+    def kl(self, model: Any, seq: Any, logp: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """Per-candidate KL estimate to the reference policy on the candidates' own tokens."""
+        with reference_model(getattr(model, "module", model), self.reference) as ref:
+            ref_logp = self.policy.logprobs(ref, seq)
+        return kl_penalty(logp, ref_logp, scored, self.cfg.kl_estimator)
 
     def baseline(self, f: torch.Tensor, cs: CandidateSet) -> torch.Tensor:
         """fixed: the margin m (paper); moving-average: running mean of f_R; rloo: for the k

@@ -9,21 +9,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel
 
 from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.policy import Policy
 
 
 class CrossEntropy:
     """L = -(1/N) sum over all target tokens of log P(r_t | r_<t, c), N = number of tokens."""
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
-        self.label_smoothing = label_smoothing
+    def __init__(self, policy: Policy, label_smoothing: float = 0.0) -> None:
+        self.policy, self.label_smoothing = policy, label_smoothing
 
-    def __call__(self, model: PreTrainedModel, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
-        batch = train_batch.seq2seq
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
+    def __call__(self, model: Any, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        batch = train_batch.teacher
+        logits = self.policy.logits(model, batch)
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE,
                                label_smoothing=self.label_smoothing)
         n = batch.labels.ne(IGNORE).sum()

@@ -152,19 +152,19 @@ class TableRunner:
         from coral_cli.generation.outputs import write_generation
         from coral_cli.generation.requests import split_requests
         from coral_cli.generation.responses import generate_for_contexts
-        from coral_cli.generator.model import load_generator
+        from coral_cli.generator.model import load_policy
 
         checkpoint, out = checkpoint_of(self.spec, stage), predictions_path(self.spec, stage.name)
         cfg = self._config(stage)
         if _fresh(out, [checkpoint]) and _decoded_with(out, dataclasses.asdict(cfg.generate)):
             self.notify(stage.name, f"predictions up to date: {out}")
             return
-        model, tok, meta = load_generator(checkpoint, pick_device(cfg.runtime.device))
+        policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
         cfg.data.max_context_tokens = meta.get("data", {}).get("max_context_tokens", cfg.data.max_context_tokens)
-        requests = split_requests(cfg.data, self.spec.split, tok)
+        requests = split_requests(cfg.data, self.spec.split, policy)
         self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})")
         t0 = time.perf_counter()
-        results = generate_for_contexts(model, tok, [r["context_ids"] for r in requests], cfg.generate)
+        results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate)
         source = {"dataset": cfg.data.dataset, "split": self.spec.split}
         write_generation(out, requests, results, cfg.generate, checkpoint, source, time.perf_counter() - t0)
 

@@ -10,16 +10,16 @@ from typing import Any
 import torch
 
 from coral_cli.errors import CoralError
-from coral_cli.tokenizer import wordpiece_text
 
 
 class CallableReward:
-    """Adapts `fn(contexts, responses) -> scores` to the reward contract the CORAL step uses."""
+    """Adapts `fn(contexts, responses) -> scores` to the text side of the reward contract
+    (`score`), which the CORAL step uses for every reward that does not read its ids."""
 
-    def __init__(self, fn: Callable[[list[list[str]], list[str]], Any], tokenizer: Any) -> None:
+    def __init__(self, fn: Callable[[list[list[str]], list[str]], Any]) -> None:
         if not callable(fn):
             raise CoralError(f"reward {fn!r} is not callable", "register a RewardModel class or a function f(contexts, responses)")
-        self.fn, self.tokenizer = fn, tokenizer
+        self.fn = fn
         self.name = getattr(fn, "__name__", type(fn).__name__)
 
     def score(self, contexts: Sequence[Sequence[str]], responses: Sequence[str]) -> torch.Tensor:
@@ -30,25 +30,3 @@ class CallableReward:
             raise CoralError(f"reward function '{self.name}' returned {out.numel()} scores for {len(responses)} responses",
                              "return one score per (context, response) pair")
         return out
-
-    def score_samples(self, context_ids: Sequence[Sequence[int]], resp: torch.Tensor, resp_mask: torch.Tensor,
-                      rows: torch.Tensor | None = None) -> torch.Tensor:
-        """f_R of device-side responses (N, L) against id-list contexts (row `rows[i]` for response
-        i) -> (N,) on the responses' device; both are decoded to text first."""
-        tok = self.tokenizer
-        contexts = [self.utterances(c) for c in context_ids]
-        picked = range(len(contexts)) if rows is None else rows.tolist()
-        responses = [wordpiece_text(tok, r) for r in resp.masked_fill(~resp_mask, tok.pad_token_id).tolist()]
-        return self.score([contexts[i] for i in picked], responses).to(resp.device)
-
-    def utterances(self, ids: Sequence[int]) -> list[str]:
-        """Context ids (utterances joined by [SEP]) -> the utterance texts."""
-        sep, turns, current = self.tokenizer.sep_token_id, [], []
-        for i in ids:
-            if i == sep:
-                turns.append(current)
-                current = []
-            else:
-                current.append(i)
-        turns.append(current)
-        return [wordpiece_text(self.tokenizer, t) for t in turns if t]

@@ -8,40 +8,23 @@ Built-ins are plugins (`plugins/samplers/`): `positive` (the ground truth r+), `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from coral_cli.rewards.packing import pad_ids
+from coral_cli.generator.batch import Responses
 
-
-@dataclass
-class Candidates:
-    """(N, L) response ids with a mask over the real tokens; `ended` (N,) says a [SEP] target
-    follows (true for dataset utterances, for samples only when the model produced [SEP])."""
-
-    ids: torch.Tensor
-    mask: torch.Tensor
-    ended: torch.Tensor
-
-    @classmethod
-    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> Candidates:
-        ids, mask = pad_ids(seqs, pad_id, device)
-        return cls(ids, mask, torch.ones(len(seqs), dtype=torch.bool, device=device))
-
-    def __len__(self) -> int:
-        return self.ids.shape[0]
+Candidates = Responses  # a candidate set is a batch of responses on the device
 
 
 @dataclass
 class SamplerEnv:
     """What samplers may use: the training utterance pool, the generator, decoding settings."""
 
-    pool_ids: list[list[int]]  # tokenized distinct training utterances
-    tokenizer: Any
+    pool_ids: list[list[int]]  # distinct training utterances, in the generator's tokens
+    policy: Any  # the generator backend (coral_cli.generator.policy.Policy): its pad id, its sampling
     device: torch.device
     top_p: float = 0.9
     temperature: float = 1.0
@@ -56,8 +39,8 @@ class SampleRequest:
     contexts: list[list[int]]  # their context ids
     positives: list[list[int]]  # their ground-truth responses
     pool_index: np.ndarray  # each ground truth's index in the pool (-1 = absent)
-    enc_ids: torch.Tensor  # (n, S) encoder inputs "[CLS] c [SEP]" on the device
-    enc_mask: torch.Tensor  # (n, S)
+    prompt_ids: torch.Tensor  # (n, P) the generator's prompt tensors on the device
+    prompt_mask: torch.Tensor  # (n, P)
     rng: np.random.Generator  # seeded per batch: a resumed run draws the same
     model: Any  # the generator being trained (on-policy samplers)
     k: int = 1  # candidates per row (contiguous per row)

@@ -14,29 +14,34 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from coral_cli.config.schema import CoralConfig
-from coral_cli.generation.sampling import sample_responses
-from coral_cli.generator.batch import IGNORE, TrainBatch, encoder_inputs, seq2seq_batch
-from coral_cli.generator.logprobs import token_logprobs
+from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.lm_checkpoint import load_lm_weights, save_lm_policy
 from coral_cli.generator.model import load_generator_weights, save_generator
+from coral_cli.generator.policy import Policy
+from coral_cli.objectives.reward_input import score_candidates
 from coral_cli.training.batching import token_budget_batches
 
-Objective = Callable[[PreTrainedModel, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
+Objective = Callable[[Any, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
 SHOWN_SAMPLES = 3
 
 
 class GeneratorTask:
-    """Trains `model` with `objective`; early stopping on val_R3 (CORAL) or val_loss (CE)."""
+    """Trains `policy.model` with `objective`; early stopping on val_R3 (CORAL) or val_loss (CE).
 
-    def __init__(self, model: PreTrainedModel, tok: PreTrainedTokenizerBase, objective: Objective,
-                 train: dict[str, Any], val: dict[str, Any], cfg: CoralConfig, device: torch.device,
-                 reward: Any = None) -> None:
-        self.model, self.tok, self.objective, self.cfg, self.device = model, tok, objective, cfg, device
-        self.reward = reward
-        self.forward_model: torch.nn.Module = model  # the DDP wrapper when distributed
-        self.ctx, self.resp = train["context_ids"], train["response_ids"]
+    `train` and `val` hold per pair `context_ids`, `response_ids` (the policy's format) and
+    `texts` (the context's utterances, for rewards that read text); `train` also `pool_index`.
+    """
+
+    def __init__(self, policy: Policy, objective: Objective, train: dict[str, Any], val: dict[str, Any],
+                 cfg: CoralConfig, device: torch.device, reward: Any = None, base: dict[str, Any] | None = None) -> None:
+        """`base` ({spec, identity}) names the pretrained LM a causal policy was loaded from."""
+        self.policy, self.objective, self.cfg, self.device, self.reward = policy, objective, cfg, device, reward
+        self.base = base
+        self.model = policy.model
+        self.forward_model: torch.nn.Module = self.model  # the DDP wrapper when distributed
+        self.ctx, self.resp, self.texts = train["context_ids"], train["response_ids"], train.get("texts")
         self.pool_index = np.asarray(train.get("pool_index", np.full(len(self.ctx), -1)))
         self.lengths = np.array([len(c) + len(r) + 3 for c, r in zip(self.ctx, self.resp)])
         n = cfg.generator.eval_pairs or len(val["context_ids"])
@@ -48,30 +53,33 @@ class GeneratorTask:
         t = self.cfg.train
         return token_budget_batches(self.lengths, t.batch_tokens, t.max_batch_size, self.cfg.runtime.seed, epoch)
 
-    def make_batch(self, ctx: list, resp: list):
-        t = self.tok
-        return seq2seq_batch(ctx, resp, t.cls_token_id, t.sep_token_id, t.pad_token_id, self.device)
-
     def collate(self, spec: np.ndarray, epoch: int, index: int) -> TrainBatch:
         ctx, resp = [self.ctx[i] for i in spec], [self.resp[i] for i in spec]
         rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 11])
-        return TrainBatch(self.make_batch(ctx, resp), ctx, resp, self.pool_index[spec], rng)
+        teacher, ids, mask = self.policy.ground_truth(ctx, resp, self.device)
+        texts = [self.texts[i] for i in spec] if self.texts is not None else None
+        return TrainBatch(teacher, ids, mask, ctx, resp, self.pool_index[spec], rng, texts)
 
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.objective(self.forward_model, batch)
 
     def evaluate(self) -> dict[str, Any]:
-        metrics: dict[str, Any] = {"val_loss": validation_loss(self.model, self, self.val["context_ids"],
-                                                               self.val["response_ids"])}
+        metrics: dict[str, Any] = {"val_loss": validation_loss(self, self.val["context_ids"], self.val["response_ids"])}
         if self.reward is not None:
             metrics.update(validation_reward(self))
         return metrics
 
     def save_model(self, folder: Path) -> None:
-        save_generator(self.model, self.tok, folder, self.cfg.data)
+        if self.policy.kind == "causal":
+            save_lm_policy(self.policy, folder, self.cfg.data, self.base or {})
+        else:
+            save_generator(self.model, self.policy.tokenizer, folder, self.cfg.data)
 
     def load_model(self, folder: Path) -> None:
-        load_generator_weights(self.model, folder)
+        if self.policy.kind == "causal":
+            load_lm_weights(self.policy, folder)
+        else:
+            load_generator_weights(self.model, folder)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         ema = getattr(self.objective, "ema", None)
@@ -83,15 +91,15 @@ class GeneratorTask:
 
 
 @torch.no_grad()
-def validation_loss(model: PreTrainedModel, task: GeneratorTask, ctx: list, resp: list) -> float:
+def validation_loss(task: GeneratorTask, ctx: list, resp: list) -> float:
     """Token-level NLL of the references (summed, then divided by the number of tokens)."""
     t = task.cfg.train
     lengths = np.array([len(c) + len(r) + 3 for c, r in zip(ctx, resp)])
     total = torch.zeros((), device=task.device)
     count = torch.zeros((), device=task.device)
     for idx in token_budget_batches(lengths, t.batch_tokens, t.max_batch_size, seed=None):
-        batch = task.make_batch([ctx[i] for i in idx], [resp[i] for i in idx])
-        total -= token_logprobs(model, batch).sum()
+        batch, _, _ = task.policy.ground_truth([ctx[i] for i in idx], [resp[i] for i in idx], task.device)
+        total -= task.policy.logprobs(task.model, batch).sum()
         count += batch.labels.ne(IGNORE).sum()
     return float(total / count.clamp(min=1))
 
@@ -108,18 +116,19 @@ def validation_reward(task: GeneratorTask) -> dict[str, Any]:
 
 
 def _validation_reward(task: GeneratorTask) -> dict[str, Any]:
-    cfg, tok, reward = task.cfg, task.tok, task.reward
-    g = cfg.generate
-    ctx = task.val["context_ids"]
+    cfg, policy, g = task.cfg, task.policy, task.cfg.generate
+    ctx, texts = task.val["context_ids"], task.val.get("texts")
     lengths = np.array([len(c) + 2 + g.max_new_tokens for c in ctx])
     scores, shown = [], []
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         batch_ctx = [ctx[i] for i in idx]
-        ids, mask = encoder_inputs(batch_ctx, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, task.device)
-        samples = sample_responses(task.model, ids, mask, g, num_return_sequences=1, bf16=cfg.train.bf16)
-        scores.append(reward.score_samples(batch_ctx, samples.ids, samples.mask))
+        batch_texts = [texts[i] for i in idx] if texts is not None else None
+        ids, mask = policy.prompts(batch_ctx, task.device)
+        samples = policy.sample(task.model, ids, mask, g, num_return_sequences=1, bf16=cfg.train.bf16)
+        scores.append(score_candidates(task.reward, policy, batch_ctx, batch_texts, samples))
         if len(shown) < SHOWN_SAMPLES:
-            texts = samples.texts(tok)[: SHOWN_SAMPLES - len(shown)]
-            shown += [{"context": tok.decode(batch_ctx[j][-60:]), "response": t} for j, t in enumerate(texts)]
+            replies = policy.texts(samples)[: SHOWN_SAMPLES - len(shown)]
+            shown += [{"context": batch_texts[j][-1] if batch_texts else policy.text(batch_ctx[j][-60:]), "response": r}
+                      for j, r in enumerate(replies)]
     f = torch.cat(scores)
     return {"val_R3": float(f.mean()) - cfg.objective.margin, "val_f_R": float(f.mean()), "samples": shown}

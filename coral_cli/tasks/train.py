@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import CoralConfig
-from coral_cli.data.encode import encode_pairs
-from coral_cli.data.sources import load_pairs
 from coral_cli.errors import ConfigError
-from coral_cli.generator.model import adopt_init_architecture, build_generator, load_generator
+from coral_cli.generator.lora import add_lora, frozen_copy
+from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
+from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
+from coral_cli.generator.pretrained import load_lm
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.registry import REWARDS, SAMPLERS
@@ -23,6 +24,7 @@ from coral_cli.rewards.retrieval_data import retrieval_data
 from coral_cli.runs import RunDir
 from coral_cli.samplers.base import SamplerEnv
 from coral_cli.tasks.generator import GeneratorTask
+from coral_cli.tasks.generator_data import generator_data
 from coral_cli.tasks.retriever import RetrieverTask
 from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.distributed import init_distributed
@@ -31,13 +33,13 @@ from coral_cli.training.loop import LoopState, Trainer
 RewardFn = Callable[[list[list[str]], list[str]], Any]  # f(contexts, responses) -> scores in [0, 1]
 
 
-def load_training_reward(cfg: CoralConfig, device: torch.device, tok: Any) -> Any:
+def load_training_reward(cfg: CoralConfig, device: torch.device) -> Any:
     """The frozen f_R behind R3: a retriever checkpoint of the type the config names, or a plain
     callable registered under that name (which needs no checkpoint)."""
     o = cfg.objective
     plugin = REWARDS.get(o.reward)
     if not (isinstance(plugin, type) and issubclass(plugin, RewardModel)):
-        return CallableReward(plugin, tok)
+        return CallableReward(plugin)
     if not o.reward_checkpoint:
         raise ConfigError("CORAL needs a trained retriever for its reward",
                           "pass --reward-checkpoint DIR (train one with 'coral retriever train'), or use --loss ce")
@@ -50,16 +52,36 @@ def load_training_reward(cfg: CoralConfig, device: torch.device, tok: Any) -> An
     return reward
 
 
-def build_objective(cfg: CoralConfig, reward: Any, tok: Any, pool_ids: list, device: torch.device) -> Any:
+def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: list, device: torch.device) -> Any:
     """CE, or CORAL with the sampler plugins the config names (each built once)."""
     o = cfg.objective
     if o.loss == "ce":
-        return CrossEntropy(o.label_smoothing)
-    env = SamplerEnv(pool_ids, tok, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
+        return CrossEntropy(policy, o.label_smoothing)
+    env = SamplerEnv(pool_ids, policy, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
                      bf16=cfg.train.bf16)
     names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
     samplers = {name: SAMPLERS.get(name)(env) for name in names}
-    return CoralObjective(o, reward, samplers, tok)
+    # the KL term's reference: the policy with adapters off (LoRA), else a frozen copy of the start
+    reference = frozen_copy(policy.model) if o.kl_coef and not hasattr(policy.model, "peft_config") else None
+    return CoralObjective(o, reward, samplers, policy, reference)
+
+
+def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[str, Any] | None]:
+    """The generator to train, in training mode: an --init checkpoint, a pretrained LM (with LoRA
+    adapters when `generator.lora.enabled`), or the paper's randomly initialised BART; plus the
+    pretrained base ({spec, identity}) it came from, if any."""
+    g = cfg.generator
+    if g.init:
+        adopt_init_architecture(cfg)
+        policy, meta = load_policy(g.init, device, trainable=True)
+        return policy, meta.get("base")
+    if g.pretrained:
+        model, tok, source = load_lm(g.pretrained, device, "causal")
+        if g.lora.enabled:
+            model = add_lora(model, g.lora)
+        return CausalPolicy(model.train(), tok), {"spec": g.pretrained, "identity": source.identity}
+    tok = load_tokenizer(cfg.tokenizer.name)
+    return Seq2SeqPolicy(build_generator(g, tok).to(device), tok), None
 
 
 def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False,
@@ -73,25 +95,18 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     """The trainer for `cfg` (data, generator, reward, objective built; under torchrun, this rank's)."""
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
-    if cfg.generator.init:
-        adopt_init_architecture(cfg)
-        model, tok, _ = load_generator(cfg.generator.init, device)
-        model.train()
-    else:
-        tok = load_tokenizer(cfg.tokenizer.name)
-        model = build_generator(cfg.generator, tok).to(device)
-    limit = model.config.max_position_embeddings - 2
+    policy, base = build_policy(cfg, device)
+    limit = policy.model.config.max_position_embeddings - 2
     if cfg.data.max_context_tokens > limit or cfg.data.max_response_tokens > limit:
         raise ConfigError(f"data budgets exceed the generator's {limit + 2} positions",
                           f"set data.max_context_tokens and max_response_tokens <= {limit}")
     f_r = None
     if cfg.objective.loss == "coral":
-        f_r = CallableReward(reward, tok) if reward is not None else load_training_reward(cfg, device, tok)
-    train = retrieval_data(cfg.data, "train", tok)
-    val = encode_pairs(load_pairs(cfg.data, "validation"), tok, cfg.data).select_columns(["context_ids", "response_ids"])[:]
-    objective = build_objective(cfg, f_r, tok, train.pool_ids, device)
-    data = {"context_ids": train.context_ids, "response_ids": train.response_ids, "pool_index": train.pool_index}
-    task = GeneratorTask(model, tok, objective, data, val, cfg, device, f_r)
+        f_r = CallableReward(reward) if reward is not None else load_training_reward(cfg, device)
+    train = generator_data(cfg.data, "train", policy, pool=True)
+    val = generator_data(cfg.data, "validation", policy)
+    objective = build_objective(cfg, f_r, policy, train["pool_ids"], device)
+    task = GeneratorTask(policy, objective, train, val, cfg, device, f_r, base)
     trainer = Trainer(task, cfg.train, run, device, listeners, info)
     torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
     return trainer

@@ -3,7 +3,7 @@ pure sampling, which can pick very unlikely tokens). No gradient, KV-cached, on 
 
 from __future__ import annotations
 
-from coral_cli.api import Candidates, GenerateConfig, sample_responses, SamplerEnv, SampleRequest, unwrap
+from coral_cli.api import Candidates, GenerateConfig, SamplerEnv, SampleRequest, unwrap
 
 
 class NucleusSampler:
@@ -20,6 +20,6 @@ class NucleusSampler:
         model = unwrap(request.model)  # generate on the module inside a DDP wrapper
         was_training = model.training
         model.eval()  # sample the policy itself, without dropout noise
-        out = sample_responses(model, request.enc_ids, request.enc_mask, self.decoding, request.k, self.env.bf16)
+        out = self.env.policy.sample(model, request.prompt_ids, request.prompt_mask, self.decoding, request.k, self.env.bf16)
         model.train(was_training)
-        return Candidates(out.ids.clone(), out.mask.clone(), out.ended.clone())
+        return Candidates(out.ids.clone(), out.mask.clone(), out.ended.clone())  # out of inference mode

@@ -15,4 +15,4 @@ class PositiveSampler:
 
     def sample(self, request: SampleRequest) -> Candidates:
         rows = [r for r in request.positives for _ in range(request.k)]
-        return Candidates.from_lists(rows, self.env.tokenizer.pad_token_id, self.env.device)
+        return Candidates.from_lists(rows, self.env.policy.pad_id, self.env.device)

@@ -22,4 +22,4 @@ class RandomSampler:
                 while pool[j] == request.positives[i]:  # same ids as the truth, e.g. a duplicate
                     j = int(request.rng.integers(len(pool)))
                 rows.append(pool[j])
-        return Candidates.from_lists(rows, self.env.tokenizer.pad_token_id, self.env.device)
+        return Candidates.from_lists(rows, self.env.policy.pad_id, self.env.device)

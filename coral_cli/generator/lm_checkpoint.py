@@ -1,0 +1,100 @@
+"""Checkpoints of fine-tuned pretrained LMs: coral.json names the backend and the base model
+(its spec and identity); the weights are a LoRA adapter (safetensors, loaded onto the same base)
+or a whole model (`save_pretrained`, safetensors). Tokenizer files travel with both, so generate,
+chat, evaluate, `--init` and resume load the policy from the folder alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coral_cli import __version__
+from coral_cli.config.schema import DataConfig
+from coral_cli.errors import AssetError
+from coral_cli.generator.policy import CausalPolicy
+
+FORMAT = "coral-generator"
+META_FILE = "coral.json"
+
+
+def save_lm_policy(policy: CausalPolicy, folder: str | Path, data: DataConfig, base: dict[str, Any]) -> Path:
+    """Adapters (or the whole model) + tokenizer + coral.json into `folder` (an atomic temp folder)."""
+    from coral_cli.generator.lora import save_adapter
+
+    folder = Path(folder)
+    adapter = hasattr(policy.model, "peft_config")
+    if adapter:
+        save_adapter(policy.model, folder, base["identity"])
+    else:
+        policy.model.save_pretrained(str(folder), safe_serialization=True)
+    policy.tokenizer.save_pretrained(str(folder))
+    meta = {"format": FORMAT, "coral_version": __version__, "backend": policy.kind, "base": base,
+            "adapter": adapter, "data": dataclasses.asdict(data)}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return folder
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """coral.json of a generator checkpoint ({} when absent, as in the paper's BART checkpoints)."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AssetError(f"{path}: damaged JSON ({exc})", "re-train or restore the checkpoint") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[str, Any],
+                   trainable: bool = False) -> CausalPolicy:
+    """The fine-tuned LM of `folder`: its base loaded again plus the adapter, or the whole model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coral_cli.generator.lora import load_adapter
+    from coral_cli.generator.pretrained import load_lm
+
+    folder = Path(folder)
+    if meta.get("adapter"):
+        base, _, source = load_lm(meta["base"]["spec"], device, "causal")
+        model = load_adapter(base, folder, source.identity, trainable=trainable)
+    else:
+        if not (folder / "model.safetensors").is_file() and not list(folder.glob("model-*.safetensors")):
+            raise AssetError(f"{folder} has no model.safetensors", "coral loads safetensors checkpoints only")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True)
+        except Exception as exc:  # damaged weights raise library-specific errors
+            raise AssetError(f"{folder}: cannot load the weights: {str(exc).splitlines()[0]}",
+                             "re-train or restore the checkpoint") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise AssetError(f"{folder} has no usable tokenizer files: {str(exc).splitlines()[0]}",
+                         "copy the run's tokenizer files back into the folder") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(device)
+    model.train(trainable)
+    return CausalPolicy(model, tok)
+
+
+def load_lm_weights(policy: CausalPolicy, folder: str | Path) -> None:
+    """Resume: put `folder`'s adapter (or whole-model) weights into the live policy in place."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    name = "adapter_model.safetensors" if hasattr(policy.model, "peft_config") else "model.safetensors"
+    try:
+        state = load_file(str(folder / name))
+    except Exception as exc:  # missing or truncated
+        raise AssetError(f"{folder}/{name} is missing or damaged: {str(exc).splitlines()[0]}",
+                         "restore the checkpoint, or start the run again under another --name") from None
+    if name.startswith("adapter"):
+        set_peft_model_state_dict(policy.model, state)
+    else:
+        policy.model.load_state_dict(state, strict=False)

@@ -1,0 +1,45 @@
+"""Decoding settings -> `model.generate`: KV-cached greedy, beam or nucleus decoding on the
+device, shared by on-policy CORAL samples, validation, `coral generate` and chat."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from coral_cli.config.schema import GenerateConfig
+from coral_cli.device import autocast_dtype
+
+
+def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None) -> dict:
+    """GenerateConfig -> keyword arguments of `model.generate`."""
+    n = num_return_sequences or g.num_return_sequences
+    kw: dict = {"max_new_tokens": g.max_new_tokens, "min_new_tokens": g.min_new_tokens,
+                "num_return_sequences": n, "use_cache": True}
+    if g.no_repeat_ngram_size:
+        kw["no_repeat_ngram_size"] = g.no_repeat_ngram_size
+    if g.strategy == "nucleus":
+        kw.update(do_sample=True, top_p=g.top_p, temperature=g.temperature, top_k=0, num_beams=1)
+    elif g.strategy == "beam":
+        kw.update(do_sample=False, num_beams=max(g.num_beams, n))
+    else:
+        kw.update(do_sample=False, num_beams=1)
+        if n > 1:
+            raise ValueError("greedy decoding returns one sequence per context; use nucleus or beam")
+    return kw
+
+
+@torch.inference_mode()
+def run_generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, g: GenerateConfig,
+                 num_return_sequences: int | None = None, bf16: bool = True, **extra) -> torch.Tensor:
+    """`model.generate` under bf16 autocast on CUDA (unless `bf16` is False) -> the raw output
+    ids (B * n rows, context-major); the backend cuts the response out of them."""
+    dtype = autocast_dtype(input_ids.device, bf16)
+    with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None):
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                              **generate_kwargs(g, num_return_sequences), **extra)
+
+
+def cut_at_end(ids: torch.Tensor, end_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, L) generated ids -> (mask of the tokens before the first end token, whether one came)."""
+    is_end = torch.isin(ids, end_ids)
+    return is_end.cumsum(1).eq(0), is_end.any(1)

@@ -1,0 +1,107 @@
+"""A pretrained decoder-only LM behind the generator contract: its chat format, response-only
+labels under left padding, CE and CORAL losses against hand-computed values, and generation."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from coral_cli.config import resolve
+from coral_cli.config.schema import GenerateConfig
+from coral_cli.generator.batch import IGNORE, Responses, TrainBatch
+from coral_cli.generator.policy import CausalPolicy
+from coral_cli.objectives.cross_entropy import CrossEntropy
+from coral_cli.tasks.train import build_objective
+from coral_cli.tokenizer import load_tokenizer
+from tests.fixed_rewards import ResponseTokenReward, make
+
+CPU = torch.device("cpu")
+CHAT = ("{% for m in messages %}{{ m.role }} : {{ m.content }} [SEP] {% endfor %}"
+        "{% if add_generation_prompt %}assistant :{% endif %}")
+CONTEXTS = [["hello , how are you ?", "fine , thanks ."], ["what time is it ?"]]
+RESPONSES = ["and you ?", "it is six ."]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
+    tok.eos_token, tok.chat_template = "[SEP]", CHAT
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).eval()
+    return CausalPolicy(model, tok)
+
+
+def pairs(policy):
+    ctx = policy.context_ids(CONTEXTS, 64)
+    resp = policy.response_ids(RESPONSES, 16)
+    return ctx, resp
+
+
+def hand_nll(policy, ctx, resp):
+    """-log P of every response token and the end token, one unpadded example at a time."""
+    out = []
+    for c, r in zip(ctx, resp):
+        seq = torch.tensor([c + r + [policy.end_id]])
+        logp = torch.log_softmax(policy.model(input_ids=seq).logits[0], -1)
+        out.append([-logp[len(c) - 1 + t, y].item() for t, y in enumerate(r + [policy.end_id])])
+    return out
+
+
+def test_chat_format_alternates_roles_with_the_reply_as_the_assistant(policy):
+    text = policy.tokenizer.decode(policy.context_ids([CONTEXTS[0]], 64)[0])
+    # the reply answers the last utterance (the user's); the one before was the assistant's
+    assert text.startswith("assistant : hello") and "user : fine" in text and text.endswith("assistant :")
+    short = policy.context_ids([CONTEXTS[0]], 12)[0]  # too long for both turns: the oldest is dropped
+    assert policy.tokenizer.decode(short).startswith("user : fine") and len(short) <= 12
+    assert policy.format == "chat" and policy.kind == "causal"
+
+
+def test_labels_cover_the_response_and_end_token_only_under_left_padding(policy):
+    ctx, resp = pairs(policy)
+    batch, ids, mask = policy.ground_truth(ctx, resp, CPU)
+    assert not mask[1, 0] and mask[0, 0]  # the shorter prompt is left-padded
+    for row, r in enumerate(resp):
+        assert batch.labels[row][batch.labels[row].ne(IGNORE)].tolist() == r + [policy.end_id]
+    # CE equals the hand-computed NLL of the unpadded examples
+    loss, _ = CrossEntropy(policy)(policy.model, TrainBatch(batch, ids, mask, ctx, resp, np.zeros(2), np.random.default_rng()))
+    nll = [x for row in hand_nll(policy, ctx, resp) for x in row]
+    assert loss.item() == pytest.approx(sum(nll) / len(nll), rel=1e-4)
+
+
+def test_coral_loss_with_fixed_rewards_equals_hand_computed(policy):
+    cfg = resolve(None, {"objective.p_plus": 1.0, "objective.margin": 0.3, "objective.policy": "off"})
+    reward = make(ResponseTokenReward, "test-question", load_tokenizer("bundled"))  # reads text: another tokenizer path
+    objective = build_objective(cfg, reward, policy, [[5, 6]], CPU)
+    ctx, resp = pairs(policy)
+    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
+    batch = TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
+    loss, stats = objective(policy.model, batch)
+    f = torch.tensor([0.9, 0.1])  # only the first reply asks something
+    logp = torch.tensor([-sum(row) for row in hand_nll(policy, ctx, resp)])
+    assert loss.item() == pytest.approx((-(f - 0.3) * logp).mean().item(), rel=1e-4)
+
+
+def test_batched_generation_matches_one_at_a_time_and_stops_at_the_end_token(policy):
+    ctx, _ = pairs(policy)
+    g = GenerateConfig(strategy="greedy", max_new_tokens=6, min_new_tokens=0)
+    ids, mask = policy.prompts(ctx, CPU)
+    batched = policy.sample(policy.model, ids, mask, g)
+    alone = [policy.sample(policy.model, *policy.prompts([c], CPU), g) for c in ctx]
+    assert batched.lists() == [a.lists()[0] for a in alone]
+    with torch.no_grad():
+        policy.model.lm_head.weight[policy.end_id] += 100.0  # the end token now always wins
+    out = policy.sample(policy.model, ids, mask, g)
+    assert out.ended.all() and out.mask.sum().item() == 0
+    with torch.no_grad():
+        policy.model.lm_head.weight[policy.end_id] -= 100.0
+
+
+def test_eos_format_without_a_chat_template(policy):
+    tok = policy.tokenizer.__class__.from_pretrained(policy.tokenizer.name_or_path)
+    tok.eos_token = "[SEP]"
+    plain = CausalPolicy(policy.model, tok)
+    ids = plain.context_ids([["hi", "yo"]], 64)[0]
+    assert plain.format == "eos" and tok.decode(ids) == "hi [SEP] yo [SEP]"
+    assert plain.fingerprint != policy.fingerprint

@@ -1,0 +1,106 @@
+"""CORAL fine-tuning of a pretrained causal LM end to end, on a tiny Llama built in code: LoRA
+adapters train and save as safetensors with their base's identity, the KL guard is 0 while the
+policy equals its reference, and generate / resume load the checkpoint back."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from coral_cli.config import resolve
+from coral_cli.config.schema import GenerateConfig
+from coral_cli.errors import AssetError
+from coral_cli.generation.responses import generate_for_contexts
+from coral_cli.generator.batch import TrainBatch
+from coral_cli.generator.model import load_policy
+from coral_cli.registry import REWARDS
+from coral_cli.runs import run_dir
+from coral_cli.tasks.train import build_objective, build_policy, generator_trainer
+from coral_cli.tokenizer import load_tokenizer
+from tests.test_causal_policy import CHAT, CONTEXTS, RESPONSES
+
+CPU = torch.device("cpu")
+
+
+def asks(contexts, responses):
+    return [0.9 if "?" in r else 0.1 for r in responses]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A tiny chat LM saved as a plain Hugging Face folder (what `generator.pretrained` takes)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
+    tok.eos_token, tok.chat_template = "[SEP]", CHAT
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    REWARDS.register("test-asks-fn", asks, replace=True)
+    yield folder
+    REWARDS.unregister("test-asks-fn")
+
+
+def config(base, tmp_path, **extra):
+    return resolve(None, {"generator.pretrained": str(base), "generator.lora.enabled": True, "generator.lora.r": 4,
+                          "objective.loss": "coral", "objective.reward": "test-asks-fn", "objective.kl_coef": 0.1,
+                          "objective.sample_max_new_tokens": 6, "data.max_pairs": 16, "data.max_context_tokens": 64,
+                          "data.max_response_tokens": 16, "generator.eval_pairs": 4, "generate.max_new_tokens": 6,
+                          "train.max_steps": 3, "train.lr": 1e-3, "train.warmup_steps": 1, "train.log_every": 1,
+                          "train.batch_tokens": 2048, "train.max_batch_size": 8, "runtime.runs_dir": str(tmp_path),
+                          **extra})
+
+
+def test_the_kl_guard_is_zero_while_the_adapters_are_untrained(base, tmp_path):
+    cfg = config(base, tmp_path, **{"objective.p_plus": 1.0, "objective.policy": "off"})
+    policy, _ = build_policy(cfg, CPU)
+    assert hasattr(policy.model, "peft_config") and policy.kind == "causal"
+    ctx = policy.context_ids(CONTEXTS, 64)
+    resp = policy.response_ids(RESPONSES, 16)
+    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
+    batch = TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
+    with_kl, stats = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch)
+    cfg.objective.kl_coef = 0.0
+    without, _ = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch)
+    assert stats["kl"].item() == pytest.approx(0.0, abs=1e-6)  # LoRA's B starts at 0: policy == reference
+    assert with_kl.item() == pytest.approx(without.item(), abs=1e-6)
+
+
+def _fn():
+    from coral_cli.rewards.callable import CallableReward
+
+    return CallableReward(asks)
+
+
+def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base, tmp_path):
+    cfg = config(base, tmp_path)
+    run = run_dir(tmp_path, "lora").create(cfg, "coral coral train")
+    trainer = generator_trainer(cfg, run, [])
+    frozen = {k: v.clone() for k, v in trainer.task.model.state_dict().items() if "lora_" not in k}
+    state = trainer.fit()
+    assert state.step == 3
+    after = trainer.task.model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # only the adapters moved
+    steps = [r for r in run.read_metrics() if r.get("event") == "step"]
+    assert steps and all(r.get("kl") is not None for r in steps)
+    last = run.checkpoint("last")
+    assert (last / "adapter_model.safetensors").is_file() and not list(last.glob("*.bin"))
+    policy, meta = load_policy(last)
+    assert meta["adapter"] and meta["base"]["spec"] == str(base)
+    out = generate_for_contexts(policy, policy.context_ids(CONTEXTS, 64), GenerateConfig(strategy="greedy", max_new_tokens=5))
+    assert len(out) == 2 and all(isinstance(o["responses"][0], str) for o in out)
+    # resume continues from the adapters; a changed base is refused
+    resumed = generator_trainer(cfg, run, [])
+    resumed.cfg.max_steps = 4
+    assert resumed.fit(resume=True).step == 4
+    other = shutil.copytree(base, tmp_path / "other-base")  # the same model with another setting
+    (other / "config.json").write_text((other / "config.json").read_text().replace('"rms_norm_eps"', '"foo": 1, "rms_norm_eps"'))
+    moved = shutil.copytree(last, tmp_path / "moved")
+    meta["base"]["spec"] = str(other)
+    (moved / "coral.json").write_text(json.dumps(meta))
+    with pytest.raises(AssetError, match="another base model"):
+        load_policy(moved)
