@@ -9,9 +9,10 @@ call `REWARDS.register(name, obj)` / `SAMPLERS.register(name, obj)`.
 
 from coral_cli.config.fields import opt
 from coral_cli.config.schema import GenerateConfig, RetrieverConfig
-from coral_cli.errors import ConfigError, CoralError
+from coral_cli.errors import AssetError, ConfigError, CoralError
 from coral_cli.generator.batch import Responses
 from coral_cli.generator.policy import Policy
+from coral_cli.generator.pretrained import no_network
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.backbone import backbone_from_arch, load_backbone
 from coral_cli.rewards.base import NoArgs, RewardModel, SpecialIds
@@ -22,8 +23,8 @@ from coral_cli.samplers.base import Candidates, SampleRequest, Sampler, SamplerE
 from coral_cli.training.distributed import unwrap
 
 __all__ = [
-    "POOLINGS", "POOLING_HELP", "REWARDS", "SAMPLERS", "Candidates", "ConfigError", "CoralError", "GenerateConfig",
-    "MLPHead", "NoArgs", "Policy", "Responses", "RetrieverConfig", "RewardModel", "SampleRequest", "Sampler", "SamplerEnv",
-    "SpecialIds", "backbone_from_arch", "load_backbone", "opt", "pack_cross_pair", "pad_ids", "pool",
-    "resolve_pooling", "sample_negatives", "unwrap", "wrap_single",
+    "POOLINGS", "POOLING_HELP", "REWARDS", "SAMPLERS", "AssetError", "Candidates", "ConfigError", "CoralError",
+    "GenerateConfig", "MLPHead", "NoArgs", "Policy", "Responses", "RetrieverConfig", "RewardModel",
+    "SampleRequest", "Sampler", "SamplerEnv", "SpecialIds", "backbone_from_arch", "load_backbone", "no_network",
+    "opt", "pack_cross_pair", "pad_ids", "pool", "resolve_pooling", "sample_negatives", "unwrap", "wrap_single",
 ]

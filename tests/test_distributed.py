@@ -86,3 +86,46 @@ def test_retriever_training_under_torchrun_averages_gradients_and_only_rank_0_wr
     records = run_dir(tmp_path, "ddp-retriever").read_metrics()
     assert [r["step"] for r in records if r["event"] == "step"] == [2, 4]  # one writer, no duplicates
     assert [r["event"] for r in records].count("end") == 1
+
+
+def _causal_worker(rank: int, world: int, port: int, base: str, out: str) -> None:
+    from coral_cli.tasks.train import generator_trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    cfg = resolve(None, {"generator.pretrained": base, "generator.lora.enabled": True, "generator.lora.r": 4,
+                         "objective.loss": "ce", "data.max_pairs": 16, "data.max_context_tokens": 48,
+                         "data.max_response_tokens": 12, "generator.eval_pairs": 4, "train.max_steps": 3,
+                         "train.lr": 1e-3, "train.warmup_steps": 1, "train.log_every": 1, "train.batch_tokens": 1024,
+                         "train.max_batch_size": 4, "runtime.device": "cpu"})
+    trainer = generator_trainer(cfg, run_dir(out, "ddp-causal"), [])
+    assert trainer.fit().step == 3
+    lora = {k: v.contiguous() for k, v in trainer.task.model.state_dict().items() if "lora_" in k}
+    save_file(lora, os.path.join(out, f"causal-rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()
+
+
+def test_lora_fine_tuning_of_a_causal_lm_under_torchrun(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.test_causal_policy import CHAT
+    from coral_cli.tokenizer import load_tokenizer
+
+    base = tmp_path / "tiny-llama"
+    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
+    tok.eos_token, tok.chat_template = "[SEP]", CHAT
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(base)
+    tok.save_pretrained(base)
+    mp.start_processes(_causal_worker, args=(2, _free_port(), str(base), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0 = load_file(str(tmp_path / "causal-rank0.safetensors"))
+    r1 = load_file(str(tmp_path / "causal-rank1.safetensors"))
+    assert r0 and any(k.endswith("lora_B.default.weight") and v.abs().sum() > 0 for k, v in r0.items())  # trained
+    for key in r0:
+        torch.testing.assert_close(r0[key], r1[key], rtol=0, atol=0, msg=key)
+    records = run_dir(tmp_path, "ddp-causal").read_metrics()
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]

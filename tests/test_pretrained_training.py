@@ -104,3 +104,31 @@ def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base
     (moved / "coral.json").write_text(json.dumps(meta))
     with pytest.raises(AssetError, match="another base model"):
         load_policy(moved)
+
+
+def test_export_merges_the_adapters_into_a_plain_folder(base, tmp_path, cli):
+    cfg = config(base, tmp_path, **{"train.max_steps": 1, "objective.kl_coef": 0.0})
+    run = run_dir(tmp_path, "export").create(cfg, "coral coral train")
+    generator_trainer(cfg, run, []).fit()
+    out = tmp_path / "merged"
+    result = cli("export", "-c", str(run.checkpoint("last")), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    policy, _ = load_policy(run.checkpoint("last"))
+    plain = LlamaForCausalLM.from_pretrained(out, use_safetensors=True).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    torch.testing.assert_close(plain(input_ids=ids).logits, policy.model(input_ids=ids).logits, atol=1e-5, rtol=1e-4)
+    assert cli("export", "-c", str(run.checkpoint("last")), "--out", str(out)).exit_code == 2  # never overwrites
+
+
+def test_a_pretrained_lm_as_it_is_generates_and_chats(base, tmp_path, cli):
+    """The paper's zero-shot rows: no training, the model's own format."""
+    out = tmp_path / "zs.jsonl"
+    result = cli("generate", "-c", str(base), "--max-pairs", "3", "--max-new-tokens", "4", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(isinstance(r["response"], str) for r in rows)
+    result = cli("chat", "-c", str(base), "--plain", "-n", "2", input="hello , how are you ?\n")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout.splitlines()[0])["candidates"]) == 2
+    result = cli("generate", "-c", "nobody/no-such-model", "--max-pairs", "1")
+    assert result.exit_code == 2 and "no internet" in result.output and "smollm2" in result.output

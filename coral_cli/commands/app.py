@@ -17,6 +17,7 @@ from coral_cli.commands import coral as coral_cmd
 from coral_cli.commands import data as data_cmd
 from coral_cli.commands import env as env_cmd
 from coral_cli.commands import evaluate as evaluate_cmd
+from coral_cli.commands import export as export_cmd
 from coral_cli.commands import generate as generate_cmd
 from coral_cli.commands import plugins as plugins_cmd
 from coral_cli.commands import recipe as recipe_cmd
@@ -113,6 +114,7 @@ app.add_typer(recipe_cmd.app, name="recipe")
 app.add_typer(evaluate_cmd.app, name="evaluate")
 app.command("chat")(chat_cmd.chat)
 app.command("bench")(bench_cmd.bench)
+app.command("export")(export_cmd.export)
 app.command("env")(env_cmd.env)
 app.command("plugins")(plugins_cmd.plugins)
 

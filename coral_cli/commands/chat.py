@@ -12,7 +12,7 @@ from coral_cli.commands.options import Device, check_finite
 
 
 def chat(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder, or a pretrained LM as it is (smollm2, a folder, .gguf, hub name).")],
     reward_checkpoint: Annotated[Optional[Path], typer.Option(help="A retriever checkpoint for f_R / R3.")] = None,
     context_file: Annotated[Optional[Path], typer.Option(help="Start from these utterances (lines, JSON list or __eou__).")] = None,
     n: Annotated[int, typer.Option("-n", help="Candidates per turn.", min=1, max=16)] = 4,

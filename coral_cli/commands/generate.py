@@ -16,7 +16,7 @@ from coral_cli.errors import ConfigError
 
 
 def generate(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder, or a pretrained LM as it is (smollm2, a folder, .gguf, hub name).")],
     recipe: Recipe = None,
     sets: Sets = None,
     dataset: Dataset = None,
@@ -29,7 +29,8 @@ def generate(
     num_beams: Annotated[Optional[int], typer.Option(help="Beams (strategy beam).")] = None,
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus mass.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
-    num_return_sequences: Annotated[Optional[int], typer.Option(help="Responses per context.")] = None,
+    num_return_sequences: Annotated[Optional[int], typer.Option("--num-return-sequences", "-n", help="Responses per context.")] = None,
+    rerank_with: Annotated[Optional[Path], typer.Option(help="A reward checkpoint or Hugging Face classifier folder (e.g. DialogRPT): score the -n candidates, keep the best as 'response'.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Longest response.")] = None,
     min_new_tokens: Annotated[Optional[int], typer.Option(help="Shortest response.")] = None,
     no_repeat_ngram_size: Annotated[Optional[int], typer.Option(help="Forbid repeated n-grams.")] = None,
@@ -47,8 +48,9 @@ def generate(
     from coral_cli.device import pick_device
     from coral_cli.generation.outputs import write_generation
     from coral_cli.generation.requests import jsonl_requests, split_requests
-    from coral_cli.generation.responses import generate_for_contexts
+    from coral_cli.generation.responses import generate_for_contexts, rerank
     from coral_cli.generator.model import load_policy
+    from coral_cli.rewards.checkpoint import load_reward
 
     flags = {
         **data_flags(dataset, data_dir, None, max_pairs), "runtime.device": device,
@@ -58,7 +60,11 @@ def generate(
         "generate.no_repeat_ngram_size": no_repeat_ngram_size, "generate.seed": seed,
     }
     cfg = load_config(recipe, sets, flags)
+    if rerank_with and cfg.generate.num_return_sequences < 2:
+        raise ConfigError(f"--rerank-with needs several candidates per context, got -n {cfg.generate.num_return_sequences}",
+                          "pass -n N with N >= 2, e.g. -n 8 --strategy nucleus")
     policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
+    reward = load_reward(rerank_with, policy.device) if rerank_with else None  # fail before generating
     trained = meta.get("data", {})
     cfg.data.max_context_tokens = trained.get("max_context_tokens", cfg.data.max_context_tokens)
     if input:
@@ -70,8 +76,12 @@ def generate(
         bar = progress.add_task("generating", total=len(requests))
         results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate,
                                         lambda n: progress.advance(bar, n))
+        if reward is not None:
+            results = rerank(results, [r["context"] for r in requests], reward, str(rerank_with))
     seconds = time.perf_counter() - t0
     source = {"input": input} if input else {"dataset": cfg.data.dataset, "split": split}
+    if rerank_with:
+        source["reranked_by"] = str(rerank_with)
     write_generation(out, requests, results, cfg.generate, checkpoint, source, seconds)
     err.print(f"{len(requests)} contexts in {seconds:.1f}s ({len(requests) / max(seconds, 1e-9):.1f}/s)"
               + (f" -> {out}" if out else ""))

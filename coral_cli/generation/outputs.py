@@ -15,13 +15,15 @@ from coral_cli.textio import write_text
 
 
 def output_rows(requests: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """id, context, reference (when known), response (the first), responses, logprobs."""
+    """id, context, reference (when known), response (the first, or the reranker's best), responses,
+    logprobs, and when reranked: scores, reranked_by."""
     rows = []
     for req, res in zip(requests, results):
         row = {"id": req["id"], "context": req["context"]}
         if req.get("reference") is not None:
             row["reference"] = req["reference"]
-        row.update(response=res["responses"][0], responses=res["responses"], logprobs=res["logprobs"])
+        row.update(response=res["responses"][res.get("best", 0)], responses=res["responses"], logprobs=res["logprobs"])
+        row.update({k: res[k] for k in ("scores", "reranked_by") if k in res})  # from `rerank`
         rows.append(row)
     return rows
 

@@ -51,3 +51,23 @@ def score_samples(policy: Policy, prompt_ids: torch.Tensor, prompt_mask: torch.T
     max_new_tokens)."""
     batch = policy.teacher(prompt_ids, prompt_mask, samples)
     return policy.logprobs(policy.model, batch), batch.labels.ne(IGNORE)
+
+
+def rerank(results: list[dict[str, Any]], contexts: Sequence[Sequence[str]], reward: Any,
+           name: str = "") -> list[dict[str, Any]]:
+    """Score every candidate with the reward's text API f_R(c, r) and mark the best one per
+    context (the paper's DialogRPT row: DialoGPT candidates reranked by DialogRPT).
+
+    Adds 'scores' (one per response, in order), 'best' (the index of the argmax; the first on
+    ties) and 'reranked_by' (`name`) to each result; responses and logprobs keep their order.
+    """
+    flat_ctx = [list(c) for c, res in zip(contexts, results) for _ in res["responses"]]
+    flat_resp = [r for res in results for r in res["responses"]]
+    scores = reward.score(flat_ctx, flat_resp).tolist() if flat_resp else []  # (sum n,)
+    out, k = [], 0
+    for res in results:
+        s = scores[k:k + len(res["responses"])]
+        k += len(s)
+        best = max(range(len(s)), key=s.__getitem__) if s else 0
+        out.append({**res, "scores": [round(x, 5) for x in s], "best": best, "reranked_by": name})
+    return out

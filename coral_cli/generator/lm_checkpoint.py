@@ -15,13 +15,13 @@ import torch
 from coral_cli import __version__
 from coral_cli.config.schema import DataConfig
 from coral_cli.errors import AssetError
-from coral_cli.generator.policy import CausalPolicy
+from coral_cli.generator.policy import CausalPolicy, Policy
 
 FORMAT = "coral-generator"
 META_FILE = "coral.json"
 
 
-def save_lm_policy(policy: CausalPolicy, folder: str | Path, data: DataConfig, base: dict[str, Any]) -> Path:
+def save_lm_policy(policy: Policy, folder: str | Path, data: DataConfig, base: dict[str, Any]) -> Path:
     """Adapters (or the whole model) + tokenizer + coral.json into `folder` (an atomic temp folder)."""
     from coral_cli.generator.lora import save_adapter
 
@@ -51,22 +51,26 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 
 
 def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[str, Any],
-                   trainable: bool = False) -> CausalPolicy:
-    """The fine-tuned LM of `folder`: its base loaded again plus the adapter, or the whole model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+                   trainable: bool = False) -> Policy:
+    """The fine-tuned LM of `folder`: its base loaded again plus the adapter, or the whole model;
+    coral.json's "backend" says which policy class (causal or seq2seq-lm) wraps it."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from coral_cli.generator.lora import load_adapter
     from coral_cli.generator.pretrained import load_lm
+    from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
 
     folder = Path(folder)
+    seq2seq = meta.get("backend") == PretrainedSeq2SeqPolicy.kind
     if meta.get("adapter"):
-        base, _, source = load_lm(meta["base"]["spec"], device, "causal")
+        base, _, source = load_lm(meta["base"]["spec"], device, "seq2seq" if seq2seq else "causal")
         model = load_adapter(base, folder, source.identity, trainable=trainable)
     else:
         if not (folder / "model.safetensors").is_file() and not list(folder.glob("model-*.safetensors")):
             raise AssetError(f"{folder} has no model.safetensors", "coral loads safetensors checkpoints only")
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), use_safetensors=True)
+            auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+            model = auto.from_pretrained(str(folder), use_safetensors=True)
         except Exception as exc:  # damaged weights raise library-specific errors
             raise AssetError(f"{folder}: cannot load the weights: {str(exc).splitlines()[0]}",
                              "re-train or restore the checkpoint") from None
@@ -79,10 +83,10 @@ def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[st
         tok.pad_token = tok.eos_token
     model.to(device)
     model.train(trainable)
-    return CausalPolicy(model, tok)
+    return PretrainedSeq2SeqPolicy(model, tok) if seq2seq else CausalPolicy(model, tok)
 
 
-def load_lm_weights(policy: CausalPolicy, folder: str | Path) -> None:
+def load_lm_weights(policy: Policy, folder: str | Path) -> None:
     """Resume: put `folder`'s adapter (or whole-model) weights into the live policy in place."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file

@@ -96,7 +96,7 @@ def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
     if not cfg.generator.init:
         return cfg
     meta = read_meta(cfg.generator.init)
-    if meta.get("backend") == "causal":  # a fine-tuned pretrained LM: record its base (and adapters)
+    if meta.get("backend", "seq2seq") != "seq2seq":  # a fine-tuned pretrained LM: record its base (and adapters)
         lora = dataclasses.replace(cfg.generator.lora, enabled=bool(meta.get("adapter")))
         cfg.generator = dataclasses.replace(cfg.generator, pretrained=meta["base"]["spec"], lora=lora)
     else:

@@ -155,6 +155,9 @@ def load_lm(spec: str, device: str | torch.device = "cpu", architecture: str = "
     """(model, tokenizer, source) for `spec`; `architecture` auto/causal/seq2seq picks the model
     class (auto: seq2seq when the config says `is_encoder_decoder`). A GGUF is read from its cache
     folder under `cache_dir` (default `default_cache_dir()`), converted there on first use."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor load/convert bars would flood logs that are not a terminal
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture '{architecture}'", f"use one of: {', '.join(ARCHITECTURES)}")
     source = resolve_lm(spec)
@@ -278,7 +281,7 @@ def _load_error(spec: str, local: bool, exc: Exception) -> AssetError:
     if local:
         return AssetError(f"cannot load the model in {spec}: {_first_line(exc)}",
                           "pass a folder written by save_pretrained (config.json, *.safetensors, tokenizer files)")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or _no_network(exc)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or no_network(exc)
     if offline:
         return AssetError(f"cannot download {spec}: no internet (or HF_HUB_OFFLINE=1)",
                           "pass a local folder or a .gguf file, or use the bundled model 'smollm2'")
@@ -286,7 +289,7 @@ def _load_error(spec: str, local: bool, exc: Exception) -> AssetError:
                       "check the name (org/name[@revision]) and that it is a causal or seq2seq LM")
 
 
-def _no_network(exc: BaseException | None) -> bool:
+def no_network(exc: BaseException | None) -> bool:
     """Whether `exc` or what it wraps says the hub could not be reached (not that the name is wrong)."""
     while exc is not None:
         name = type(exc).__name__

@@ -20,7 +20,7 @@ from coral_cli.config import parse_assignment, resolve
 from coral_cli.config.drift import config_drift
 from coral_cli.config.schema import CoralConfig
 from coral_cli.errors import ConfigError
-from coral_cli.generator.model import adopt_init_architecture
+from coral_cli.generator.model import adopt_init_architecture, is_lm_spec
 from coral_cli.pipeline.paths import GROUND_TRUTH, checkpoint_of, predictions_path, report_path, run_of
 from coral_cli.pipeline.results import build_results, write_results
 from coral_cli.pipeline.spec import StageSpec, TableSpec
@@ -94,7 +94,7 @@ class TableRunner:
 
     def train(self, stage: StageSpec) -> None:
         if stage.checkpoint is not None:
-            if not stage.checkpoint.is_dir():
+            if not stage.checkpoint.is_dir() and not is_lm_spec(stage.checkpoint):
                 raise ConfigError(f"stage '{stage.name}': checkpoint {stage.checkpoint} does not exist",
                                   "train it first, or give the stage a recipe instead")
             self.notify(stage.name, f"uses {stage.checkpoint}")
@@ -156,7 +156,8 @@ class TableRunner:
 
         checkpoint, out = checkpoint_of(self.spec, stage), predictions_path(self.spec, stage.name)
         cfg = self._config(stage)
-        if _fresh(out, [checkpoint]) and _decoded_with(out, dataclasses.asdict(cfg.generate)):
+        built_from = [checkpoint] if checkpoint.exists() else []  # a pretrained LM by name: its decoding decides
+        if _fresh(out, built_from) and _decoded_with(out, dataclasses.asdict(cfg.generate)):
             self.notify(stage.name, f"predictions up to date: {out}")
             return
         policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))

@@ -1,7 +1,9 @@
 """Reward checkpoints: a folder with config.json, model.safetensors and the tokenizer. No pickle.
 
 `load_reward` checks the folder really is a coral reward checkpoint of a known plugin, so a
-generator checkpoint, a damaged file or a missing plugin is one clear error.
+generator checkpoint, a damaged file or a missing plugin is one clear error. A plain Hugging Face
+sequence-classification folder (config.json `architectures` ending in ForSequenceClassification,
+e.g. DialogRPT) also loads, wrapped by the `hf-classifier` plugin.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from coral_cli.tokenizer import load_tokenizer
 
 FORMAT = "coral-reward"
 FORMAT_VERSION = 1
+HF_CLASSIFIER = "hf-classifier"  # the plugin that wraps a plain Hugging Face classifier folder
 
 
 def plugin_args(cls: type[RewardModel], args: dict[str, Any], name: str) -> Any:
@@ -39,10 +42,24 @@ def plugin_args(cls: type[RewardModel], args: dict[str, Any], name: str) -> Any:
 def build_reward(cfg: RetrieverConfig, tokenizer_name: str) -> RewardModel:
     """A fresh reward model of plugin `cfg.model` (pretrained backbone per `cfg.backbone`)."""
     cls = REWARDS.get(cfg.model)
-    tok = load_tokenizer(tokenizer_name)
+    tok = _tokenizer(cls, cfg.backbone if hasattr(cls, "load_own_tokenizer") else tokenizer_name)
     model = cls(cfg, plugin_args(cls, cfg.args, cfg.model), SpecialIds.of(tok), None)
-    model.tokenizer = tok
+    _attach(model, tok)
     return model
+
+
+def _tokenizer(cls: type[RewardModel], name: str) -> Any:
+    """The bundled-style BERT tokenizer, or the plugin's own (`load_own_tokenizer`, e.g. hf-classifier)."""
+    own = getattr(cls, "load_own_tokenizer", None)
+    return own(name) if own else load_tokenizer(name)
+
+
+def _attach(model: RewardModel, tok: Any) -> None:
+    attach = getattr(model, "attach", None)  # a plugin deriving its special ids from its own tokenizer
+    if attach:
+        attach(tok)
+    else:
+        model.tokenizer = tok
 
 
 def save_reward(model: RewardModel, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -80,6 +97,9 @@ def read_reward_meta(folder: str | Path) -> dict[str, Any]:
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise AssetError(f"{cfg_file}: damaged JSON ({exc.msg})", "re-train or restore the checkpoint") from None
+    if meta.get("format") != FORMAT and _is_hf_classifier(meta):
+        return {"format": FORMAT, "model": HF_CLASSIFIER, "retriever": {"model": HF_CLASSIFIER, "backbone": str(folder)},
+                "hf_folder": True}
     if meta.get("format") != FORMAT:
         kind = meta.get("format") or meta.get("model_type") or "unknown"
         raise AssetError(f"{folder} is not a reward-model checkpoint (it is '{kind}')",
@@ -97,12 +117,20 @@ def load_reward(folder: str | Path, device: torch.device | str = "cpu") -> Rewar
     if errors:
         raise AssetError(f"{folder}/config.json does not fit this coral version: {'; '.join(errors)}",
                          "re-train the retriever with this version")
-    tok = load_tokenizer(str(folder))
-    model = cls(cfg, plugin_args(cls, meta.get("args", {}), meta["model"]), SpecialIds.of(tok), meta.get("arch", {}))
-    model.tokenizer = tok
-    load_weights(model, folder)
+    tok = _tokenizer(cls, str(folder))
+    arch = None if meta.get("hf_folder") else meta.get("arch", {})  # a plain HF folder loads its own weights
+    model = cls(cfg, plugin_args(cls, meta.get("args", {}), meta["model"]), SpecialIds.of(tok), arch)
+    _attach(model, tok)
+    if arch is not None:
+        load_weights(model, folder)
     model.to(device).eval().requires_grad_(False)
     return model
+
+
+def _is_hf_classifier(meta: dict[str, Any]) -> bool:
+    """A plain Hugging Face sequence-classification folder (e.g. DialogRPT), scored by 'hf-classifier'."""
+    archs = meta.get("architectures") or []
+    return isinstance(archs, list) and any(str(a).endswith("ForSequenceClassification") for a in archs)
 
 
 def load_weights(model: RewardModel, folder: Path) -> None:

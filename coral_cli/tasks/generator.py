@@ -70,13 +70,13 @@ class GeneratorTask:
         return metrics
 
     def save_model(self, folder: Path) -> None:
-        if self.policy.kind == "causal":
+        if self.policy.kind != "seq2seq":  # a pretrained LM (causal or seq2seq-lm)
             save_lm_policy(self.policy, folder, self.cfg.data, self.base or {})
         else:
             save_generator(self.model, self.policy.tokenizer, folder, self.cfg.data)
 
     def load_model(self, folder: Path) -> None:
-        if self.policy.kind == "causal":
+        if self.policy.kind != "seq2seq":
             load_lm_weights(self.policy, folder)
         else:
             load_generator_weights(self.model, folder)

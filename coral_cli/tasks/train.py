@@ -14,6 +14,7 @@ from coral_cli.generator.lora import add_lora, frozen_copy
 from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
 from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
 from coral_cli.generator.pretrained import load_lm
+from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.registry import REWARDS, SAMPLERS
@@ -67,7 +68,8 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
 
 
 def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[str, Any] | None]:
-    """The generator to train, in training mode: an --init checkpoint, a pretrained LM (with LoRA
+    """The generator to train, in training mode: an --init checkpoint, a pretrained causal or
+    seq2seq LM (picked by its config's `is_encoder_decoder`; with LoRA
     adapters when `generator.lora.enabled`), or the paper's randomly initialised BART; plus the
     pretrained base ({spec, identity}) it came from, if any."""
     g = cfg.generator
@@ -76,10 +78,12 @@ def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[s
         policy, meta = load_policy(g.init, device, trainable=True)
         return policy, meta.get("base")
     if g.pretrained:
-        model, tok, source = load_lm(g.pretrained, device, "causal")
+        model, tok, source = load_lm(g.pretrained, device, "auto")
+        seq2seq = model.config.is_encoder_decoder
         if g.lora.enabled:
             model = add_lora(model, g.lora)
-        return CausalPolicy(model.train(), tok), {"spec": g.pretrained, "identity": source.identity}
+        policy = (PretrainedSeq2SeqPolicy if seq2seq else CausalPolicy)(model.train(), tok)
+        return policy, {"spec": g.pretrained, "identity": source.identity}
     tok = load_tokenizer(cfg.tokenizer.name)
     return Seq2SeqPolicy(build_generator(g, tok).to(device), tok), None
 
@@ -96,7 +100,7 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
     policy, base = build_policy(cfg, device)
-    limit = policy.model.config.max_position_embeddings - 2
+    limit = getattr(policy.model.config, "max_position_embeddings", 1 << 30) - 2  # T5 has no position limit
     if cfg.data.max_context_tokens > limit or cfg.data.max_response_tokens > limit:
         raise ConfigError(f"data budgets exceed the generator's {limit + 2} positions",
                           f"set data.max_context_tokens and max_response_tokens <= {limit}")
