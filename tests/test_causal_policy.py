@@ -8,7 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import IGNORE, Responses, TrainBatch
+from coral_cli.generator.batch import IGNORE, TrainBatch
 from coral_cli.generator.policy import CausalPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.tasks.train import build_objective

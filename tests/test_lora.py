@@ -4,7 +4,6 @@ models built in code: Llama (tied embeddings), GPT-2 (Conv1D layers), BART (enco
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch

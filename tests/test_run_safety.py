@@ -2,7 +2,6 @@
 config only, recovery from a kill mid-swap, orphaned temp folders, metrics without repeated steps,
 Ctrl-C that says how to resume, umask-respecting modes, damaged checkpoints."""
 
-import json
 import os
 import shlex
 import shutil

@@ -68,7 +68,7 @@ def _plain(session) -> None:
             typer.echo(jsonlib.dumps(result))
             continue
         try:
-            turn = session.say(text)
+            session.say(text)
         except CoralError as exc:
             typer.echo(jsonlib.dumps({"user": text, "error": exc.message}))
             continue
