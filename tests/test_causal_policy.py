@@ -4,7 +4,6 @@ labels under left padding, CE and CORAL losses against hand-computed values, and
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
@@ -14,23 +13,17 @@ from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.tasks.train import build_objective
 from coral_cli.tokenizer import load_tokenizer
 from tests.fixed_rewards import ResponseTokenReward, make
+from tests.tiny_lm import chat_tokenizer, tiny_llama
 
 CPU = torch.device("cpu")
-CHAT = ("{% for m in messages %}{{ m.role }} : {{ m.content }} [SEP] {% endfor %}"
-        "{% if add_generation_prompt %}assistant :{% endif %}")
 CONTEXTS = [["hello , how are you ?", "fine , thanks ."], ["what time is it ?"]]
 RESPONSES = ["and you ?", "it is six ."]
 
 
 @pytest.fixture(scope="module")
 def policy():
-    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
-    tok.eos_token, tok.chat_template = "[SEP]", CHAT
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).eval()
-    return CausalPolicy(model, tok)
+    tok = chat_tokenizer()
+    return CausalPolicy(tiny_llama(tok).eval(), tok)
 
 
 def pairs(policy):
@@ -99,8 +92,7 @@ def test_batched_generation_matches_one_at_a_time_and_stops_at_the_end_token(pol
 
 
 def test_eos_format_without_a_chat_template(policy):
-    tok = policy.tokenizer.__class__.from_pretrained(policy.tokenizer.name_or_path)
-    tok.eos_token = "[SEP]"
+    tok = chat_tokenizer(template=None)
     plain = CausalPolicy(policy.model, tok)
     ids = plain.context_ids([["hi", "yo"]], 64)[0]
     assert plain.format == "eos" and tok.decode(ids) == "hi [SEP] yo [SEP]"

@@ -107,19 +107,9 @@ def _causal_worker(rank: int, world: int, port: int, base: str, out: str) -> Non
 
 
 def test_lora_fine_tuning_of_a_causal_lm_under_torchrun(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.tiny_lm import save_tiny_llama
 
-    from tests.test_causal_policy import CHAT
-    from coral_cli.tokenizer import load_tokenizer
-
-    base = tmp_path / "tiny-llama"
-    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
-    tok.eos_token, tok.chat_template = "[SEP]", CHAT
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_llama(tmp_path / "tiny-llama")
     mp.start_processes(_causal_worker, args=(2, _free_port(), str(base), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     r0 = load_file(str(tmp_path / "causal-rank0.safetensors"))

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
@@ -19,8 +19,8 @@ from coral_cli.generator.model import load_policy
 from coral_cli.registry import REWARDS
 from coral_cli.runs import run_dir
 from coral_cli.tasks.train import build_objective, build_policy, generator_trainer
-from coral_cli.tokenizer import load_tokenizer
-from tests.test_causal_policy import CHAT, CONTEXTS, RESPONSES
+from tests.test_causal_policy import CONTEXTS, RESPONSES
+from tests.tiny_lm import save_tiny_llama
 
 CPU = torch.device("cpu")
 
@@ -32,14 +32,7 @@ def asks(contexts, responses):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A tiny chat LM saved as a plain Hugging Face folder (what `generator.pretrained` takes)."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
-    tok.eos_token, tok.chat_template = "[SEP]", CHAT
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), max_positions=256)
     REWARDS.register("test-asks-fn", asks, replace=True)
     yield folder
     REWARDS.unregister("test-asks-fn")

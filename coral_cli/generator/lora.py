@@ -181,13 +181,9 @@ def _describe(identity: dict[str, Any]) -> str:
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        pickles = sorted(p.name for p in folder.glob("*.bin"))
-        found = f" (found {', '.join(pickles)}: pickle files are not loaded)" if pickles else ""
-        raise AssetError(f"{folder} has no {WEIGHTS_FILE}{found}",
-                         "coral loads safetensors adapters only: re-save it with "
-                         "save_pretrained(..., safe_serialization=True)")
+    from coral_cli.generator.model import check_weights
+
+    weights = check_weights(folder, WEIGHTS_FILE)
     try:
         return load_file(str(weights))
     except Exception as exc:  # a truncated or corrupt file

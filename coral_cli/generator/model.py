@@ -104,14 +104,14 @@ def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
     return cfg
 
 
-def check_weights(folder: Path) -> Path:
-    """The checkpoint's safetensors file; pickles (pytorch_model.bin) are never loaded."""
-    weights = folder / WEIGHTS_FILE
+def check_weights(folder: Path, name: str = WEIGHTS_FILE) -> Path:
+    """The checkpoint's safetensors file `name`; pickles (*.bin) are never loaded."""
+    weights = folder / name
     if not weights.is_file():
         pickles = sorted(p.name for p in folder.glob("*.bin"))
         found = f" (found {', '.join(pickles)}: pickle files are not loaded)" if pickles else ""
-        raise AssetError(f"{folder} has no {WEIGHTS_FILE}{found}",
-                         "coral loads safetensors checkpoints only: re-save the model with "
+        raise AssetError(f"{folder} has no {name}{found}",
+                         "coral loads safetensors files only: re-save it with "
                          "save_pretrained(..., safe_serialization=True)")
     return weights
 
