@@ -134,6 +134,8 @@ def test_cli_train_generate_and_runs_show(cli, tmp_path):
     recipe = write_recipe(tmp_path, f'\n[runtime]\nruns_dir = "{tmp_path}"\n')
     result = cli("coral", "train", "--loss", "ce", "--recipe", recipe, "--max-steps", "16", "--name", "ce")
     assert result.exit_code == 0, result.output
+    # not a terminal (as in CI): one plain line per log interval, with its ETA, not a cut progress bar
+    assert "generator ce step 8/16: loss" in result.stderr and "ETA 0:" in result.stderr
     ckpt = tmp_path / "ce" / "checkpoints" / "best"
     lines = '{"id": "a", "context": ["hello , how are you ?"]}\n{"context": "what is your name ?", "reference": "tom ."}\n'
     result = cli("generate", "-c", str(ckpt), "--input", "-", "--max-new-tokens", "6", "--strategy", "greedy", input=lines)

@@ -1,9 +1,11 @@
 """A Rich view of trainer events: a progress bar with loss, tokens/s and ETA, one line per eval;
-and what Ctrl-C during training prints (`interrupt_hint`)."""
+when stderr is not a terminal (CI, pipes, files), one plain line per log interval instead of a
+bar that would be cut; and what Ctrl-C during training prints (`interrupt_hint`)."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,11 +19,13 @@ class TrainingView:
     """Subscribe with `Trainer(listeners=[view])`; use as a context manager around `fit`."""
 
     def __init__(self, title: str, keys: tuple[str, ...] = ("loss",)) -> None:
-        self.keys = keys
+        self.keys, self.title = keys, title
+        self.plain = not err.is_terminal  # logs: plain lines, no live bar
+        self.total, self.start_step, self.t0 = 0, 0, time.perf_counter()
         self.progress = Progress(
             TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
-            disable=os.environ.get("RANK", "0") != "0",  # under torchrun only rank 0 shows progress
+            disable=os.environ.get("RANK", "0") != "0" or self.plain,  # under torchrun only rank 0 shows progress
         )
         self.task_id: Any = None
 
@@ -36,11 +40,15 @@ class TrainingView:
         from coral_cli.training.events import EvalEnd, Saved, StepEnd, TrainEnd, TrainStart
 
         if isinstance(event, TrainStart):
+            self.total, self.start_step, self.t0 = event.total_steps, event.start_step, time.perf_counter()
             self.task_id = self.progress.add_task("train", total=event.total_steps, completed=event.start_step, stats="")
         elif isinstance(event, StepEnd):
             parts = [f"{k} {event.stats[k]:.4g}" for k in self.keys if k in event.stats]
             parts.append(f"{event.stats.get('tokens_per_s', 0):,.0f} tok/s")
             self.progress.update(self.task_id, completed=event.step, stats=" · ".join(parts))
+            if self.plain and os.environ.get("RANK", "0") == "0":
+                err.print(f"{self.title} step {event.step}/{self.total}: {' · '.join(parts)} · {self._clock(event.step)}",
+                          markup=False, highlight=False, soft_wrap=True)
         elif isinstance(event, EvalEnd):
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.metrics.items() if isinstance(v, float))
             mark = "[green]best[/]" if event.improved else "[dim]no gain[/]"
@@ -53,6 +61,20 @@ class TrainingView:
         elif isinstance(event, TrainEnd):
             self.progress.update(self.task_id, completed=event.step)
             self.progress.console.print(f"done: {event.reason} at step {event.step}; best {event.best} -> {event.best_path}")
+
+
+    def _clock(self, step: int) -> str:
+        """Elapsed time and ETA from the steps done in this process."""
+        elapsed = time.perf_counter() - self.t0
+        done = max(step - self.start_step, 1)
+        eta = elapsed / done * max(self.total - step, 0)
+        return f"elapsed {_hms(elapsed)} · ETA {_hms(eta)}"
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
 
 
 @contextmanager
