@@ -72,3 +72,21 @@ def overfit_generator(tmp_path_factory):
     losses: list[float] = []
     state = train_generator(cfg, run, [lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None])
     return cfg, run, state, losses
+
+
+@pytest.fixture(scope="session")
+def generator_ckpt(tmp_path_factory):
+    """A randomly initialised 1+1-layer generator checkpoint (no training), read-only for tests."""
+    import torch
+
+    from coral_cli.config import resolve
+    from coral_cli.generator.model import build_generator, save_generator
+    from coral_cli.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    cfg = resolve(None, {"generator.encoder_layers": 1, "generator.decoder_layers": 1, "generator.d_model": 16,
+                         "generator.heads": 2, "generator.ffn_dim": 16, "generator.max_positions": 64})
+    tok = load_tokenizer("bundled")
+    folder = tmp_path_factory.mktemp("gen") / "ckpt"
+    save_generator(build_generator(cfg.generator, tok), tok, folder, cfg.data)
+    return folder

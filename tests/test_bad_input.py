@@ -25,22 +25,6 @@ def clean_error(result, *needles: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def generator_ckpt(tmp_path_factory):
-    """A randomly initialised 1+1-layer generator checkpoint (no training)."""
-    from coral_cli.config import resolve
-    from coral_cli.generator.model import build_generator, save_generator
-    from coral_cli.tokenizer import load_tokenizer
-
-    torch.manual_seed(0)
-    cfg = resolve(None, {"generator.encoder_layers": 1, "generator.decoder_layers": 1, "generator.d_model": 16,
-                         "generator.heads": 2, "generator.ffn_dim": 16, "generator.max_positions": 64})
-    tok = load_tokenizer("bundled")
-    folder = tmp_path_factory.mktemp("gen") / "ckpt"
-    save_generator(build_generator(cfg.generator, tok), tok, folder, cfg.data)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def reward_ckpt(tmp_path_factory):
     """A randomly initialised tiny ESIM retriever checkpoint."""
     from coral_cli.rewards import build_reward, save_reward

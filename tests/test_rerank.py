@@ -123,21 +123,6 @@ def test_rerank_keeps_the_argmax():
     assert out[0]["responses"] == results[0]["responses"] and out[0]["reranked_by"] == "fixed"
 
 
-@pytest.fixture(scope="module")
-def generator_ckpt(tmp_path_factory):
-    from coral_cli.config import resolve
-    from coral_cli.generator.model import build_generator, save_generator
-    from coral_cli.tokenizer import load_tokenizer
-
-    torch.manual_seed(0)
-    cfg = resolve(None, {"generator.encoder_layers": 1, "generator.decoder_layers": 1, "generator.d_model": 16,
-                         "generator.heads": 2, "generator.ffn_dim": 16, "generator.max_positions": 64})
-    tok = load_tokenizer("bundled")
-    folder = tmp_path_factory.mktemp("gen") / "ckpt"
-    save_generator(build_generator(cfg.generator, tok), tok, folder, cfg.data)
-    return folder
-
-
 def test_generate_rerank_with_writes_scores_and_keeps_the_best(cli, tmp_path, generator_ckpt, clf):
     folder, _, _ = clf
     contexts = tmp_path / "c.jsonl"
