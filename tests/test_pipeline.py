@@ -13,7 +13,7 @@ import pytest
 
 from coral_cli.errors import ConfigError
 from coral_cli.pipeline.paper_tables import PAPER_TABLES
-from coral_cli.pipeline.runner import TableRunner, stage_state
+from coral_cli.pipeline.runner import TableRunner, stage_config, stage_state
 from coral_cli.pipeline.spec import read_table
 from coral_cli.training.events import StepEnd
 
@@ -76,6 +76,7 @@ TABLE = """
 title = "tiny table"
 paper = "dailydialog"
 runs_dir = "{runs}"
+max_pairs = 48
 evaluators = {{ BERT = "evaluator" }}
 
 [[stage]]
@@ -266,3 +267,21 @@ def test_only_a_row_without_its_reward_is_a_clear_error(tmp_path, cli):
     result = cli("recipe", "run", str(path), "--only", "coral-mix")
     assert result.exit_code == 2
     assert "needs the reward of stage 'reward'" in result.output and "--only reward" in result.output
+
+
+def test_the_quickstart_table_compares_zero_shot_with_coral_on_the_same_contexts():
+    """recipes/quickstart.toml (the README's main job): both rows decode the same 100 test contexts
+    the same way, both are scored by the training reward (R3) and by an evaluator trained on the
+    other half of the dialogues."""
+    recipes = Path(__file__).parents[1] / "recipes"
+    spec = read_table(recipes / "quickstart.toml")
+    zs, coral = spec.rows
+    assert str(zs.checkpoint) == "smollm2" and zs.reward == coral.reward == "reward-dmi"
+    reward, evaluator = (stage_config(spec, spec.stage(n)) for n in ("reward-dmi", spec.evaluators["DMI"]))
+    assert {reward.data.train_half, evaluator.data.train_half} == {"a", "b"}
+    runner = TableRunner(spec, lambda *a: None)
+    zs_cfg, coral_cfg = runner._config(zs), runner._config(coral)
+    assert zs_cfg.generate == coral_cfg.generate and zs_cfg.generate.strategy == "nucleus"
+    assert spec.max_pairs == 100 and zs_cfg.data.max_context_tokens == coral_cfg.data.max_context_tokens
+    assert coral_cfg.generator.pretrained == "smollm2" and coral_cfg.generator.lora.enabled
+    assert coral_cfg.objective.kl_coef > 0 and coral_cfg.train.stop_on_collapse

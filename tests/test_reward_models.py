@@ -6,6 +6,7 @@ import torch
 
 from coral_cli.errors import AssetError, ConfigError
 from coral_cli.rewards import build_reward, load_reward, save_reward
+from coral_cli.data import encode
 from coral_cli.rewards.packing import pack_cross_pair, pad_ids, wrap_single
 from tests.tiny import tiny_config
 
@@ -94,3 +95,30 @@ def test_backbone_layers_keeps_the_first_pretrained_layers(tmp_path):
     assert len(loaded.encoder.encoder.layer) == 2
     assert json.loads((tmp_path / "c" / "config.json").read_text())["args"] == {"pooling": "mean"}
     torch.testing.assert_close(loaded.score(CONTEXTS, RESPONSES), cut.score(CONTEXTS, RESPONSES))
+
+
+def test_dmi_cosine_score_is_the_calibrated_cosine_and_round_trips(tmp_path):
+    """score = "cosine": f_R = sigmoid(a cos(c, r) + b), a = 10 and b = -2 before training."""
+    torch.manual_seed(0)
+    cfg = tiny_config("dmi", **{"retriever.args": {"score": "cosine"}}).retriever
+    model = build_reward(cfg, "bundled").eval()
+    assert sorted(n for n, _ in model.named_parameters() if n.startswith("head.")) == ["head.bias", "head.scale"]
+    tok, cmax = model.tokenizer, cfg.max_context_tokens
+    c_ids, c_mask = pad_ids(encode.context_ids(tok, CONTEXTS, cmax), model.special.pad)
+    r_ids, r_mask = pad_ids(list(encode.token_ids(tok, RESPONSES).values()), model.special.pad)
+    with torch.no_grad():
+        c = model.embed(model.ctx_encoder, c_ids, c_mask)
+        r = model.embed(model.resp_encoder, r_ids, r_mask)
+    cos = (c * r).sum(-1) / (c.norm(dim=-1) * r.norm(dim=-1))
+    torch.testing.assert_close(model.score(CONTEXTS, RESPONSES), torch.sigmoid(10 * cos - 2), atol=1e-5, rtol=1e-4)
+    save_reward(model, tmp_path / "ckpt")
+    torch.testing.assert_close(load_reward(tmp_path / "ckpt").score(CONTEXTS, RESPONSES), model.score(CONTEXTS, RESPONSES))
+
+
+def test_dmi_cosine_on_the_bundled_sentence_encoder_ranks_true_replies_first_untrained():
+    """Why the quickstart's reward trains in seconds: all-MiniLM-L6-v2's cosine already prefers each
+    context's own reply to the others' (here for every one of the three pairs)."""
+    cfg = tiny_config("dmi", **{"retriever.backbone": "bundled", "retriever.args": {"score": "cosine"}}).retriever
+    model = build_reward(cfg, "bundled").eval()
+    grid = model.score([c for c in CONTEXTS for _ in RESPONSES], RESPONSES * len(CONTEXTS)).reshape(3, 3)
+    assert grid.argmax(1).tolist() == [0, 1, 2], grid

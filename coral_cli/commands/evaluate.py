@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from coral_cli.commands.console import err, out, print_json
 from coral_cli.commands.options import Device, Json, check_finite, check_out_file
@@ -72,7 +73,7 @@ def evaluate(
         report = run_evaluation(ps, chosen, bleu, evaluators, reward_checkpoint, margin, pick_device(device or "auto"))
     report["gates"] = check_gates(report, under, over)
     for warning in report["warnings"]:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if out_file:
         from coral_cli.textio import write_text
 
@@ -142,6 +143,8 @@ def _render(report: dict[str, Any]) -> None:
     if "bleu" in report["settings"]:
         b = report["settings"]["bleu"]
         out.print(f"BLEU: {b['variant']} {b.get('signature', '')}".rstrip())
+    for warning in report["warnings"]:  # again after the table, for whoever reads only stdout
+        out.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)
 
 
 def _families(metrics: Optional[str], bleu: str) -> tuple[str, ...]:

@@ -43,8 +43,7 @@ def generate(
     check_out_file(out, "generations.jsonl")
     split = split or "test"
 
-    from rich.progress import Progress
-
+    from coral_cli.commands.progress import count_progress
     from coral_cli.device import pick_device
     from coral_cli.generation.outputs import write_generation
     from coral_cli.generation.requests import jsonl_requests, split_requests
@@ -72,10 +71,8 @@ def generate(
     else:
         requests = split_requests(cfg.data, split, policy)
     t0 = time.perf_counter()
-    with Progress(console=err, transient=True) as progress:
-        bar = progress.add_task("generating", total=len(requests))
-        results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate,
-                                        lambda n: progress.advance(bar, n))
+    with count_progress("generating", len(requests)) as advance:
+        results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate, advance)
         if reward is not None:
             results = rerank(results, [r["context"] for r in requests], reward, str(rerank_with))
     seconds = time.perf_counter() - t0

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from coral_cli.commands.console import err
@@ -56,11 +57,19 @@ class TrainingView:
             for sample in event.metrics.get("samples", []):  # watch the policy change
                 self.progress.console.print(f"  [dim]…{sample['context'][-70:]}[/] → {sample['response']}",
                                             markup=True, highlight=False)
+            for warning in event.metrics.get("collapse", []):
+                self.progress.console.print(f"[yellow]warning:[/] validation replies @ step {event.step}: "
+                                            f"{escape(warning)}", soft_wrap=True)
         elif isinstance(event, Saved):
             self.progress.update(self.task_id, completed=event.step)
         elif isinstance(event, TrainEnd):
             self.progress.update(self.task_id, completed=event.step)
             self.progress.console.print(f"done: {event.reason} at step {event.step}; best {event.best} -> {event.best_path}")
+            if event.reason == "collapse":
+                self.progress.console.print(
+                    "stopped: the validation replies collapsed and train.stop_on_collapse is true (last/ and best/ "
+                    "are saved); to train on anyway, run the same command with --resume --set train.stop_on_collapse=false",
+                    markup=False, soft_wrap=True)
 
 
     def _clock(self, step: int) -> str:
@@ -69,6 +78,31 @@ class TrainingView:
         done = max(step - self.start_step, 1)
         eta = elapsed / done * max(self.total - step, 0)
         return f"elapsed {_hms(elapsed)} · ETA {_hms(eta)}"
+
+
+@contextmanager
+def count_progress(title: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Progress of `total` items (responses generated, pairs scored): yields `advance(n)`. A bar with
+    ETA in a terminal; otherwise a plain line at each tenth done, so logs stay readable."""
+    if err.is_terminal:
+        with Progress(TextColumn(f"[bold]{escape(title)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(title, total=total)
+            yield lambda n: bar.advance(task, n)
+        return
+    t0, done, shown = time.perf_counter(), 0, 0
+
+    def advance(n: int) -> None:
+        nonlocal done, shown
+        done += n
+        if done * 10 // max(total, 1) > shown or done >= total:
+            shown = done * 10 // max(total, 1)
+            elapsed = time.perf_counter() - t0
+            eta = elapsed / max(done, 1) * max(total - done, 0)
+            err.print(f"{title}: {done}/{total} · elapsed {_hms(elapsed)} · ETA {_hms(eta)}", markup=False,
+                      highlight=False, soft_wrap=True)
+
+    yield advance
 
 
 def _hms(seconds: float) -> str:

@@ -41,7 +41,9 @@ def run(
     again = shlex.join(["coral", "recipe", "run", str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
                         *(a for s in sets or () for a in ("--set", s))])  # what Ctrl-C says resumes
     view = functools.partial(_train_view, spec, again)
-    runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()))
+    from coral_cli.commands.progress import count_progress
+
+    runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()), count_progress)
     results = runner.run(tuple(only or ()))
     if json:
         print_json(results)

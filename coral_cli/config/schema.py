@@ -84,6 +84,8 @@ class TrainConfig:
     grad_accum: int = opt(1, "batches per optimizer step (gradient accumulation)", min=1)
     grad_clip: float = opt(1.0, "clip the gradient norm to this (0 = off)", min=0.0)
     patience: int = opt(3, "stop after this many evaluations without improvement (0 = never)", min=0)
+    stop_on_collapse: bool = opt(False, "stop after a validation whose generated replies raise collapse alarms (CORAL runs)",
+                                 trains=False)
     eval_every: int = opt(0, "evaluate every N optimizer steps (0 = at the end of each epoch)", min=0)
     save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = off)", min=0, trains=False)
     save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1, trains=False)

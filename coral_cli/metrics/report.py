@@ -12,6 +12,7 @@ from coral_cli import __version__
 from coral_cli.errors import CoralError
 from coral_cli.metrics import maude
 from coral_cli.metrics.bleu import bleu_scores, self_bleu
+from coral_cli.metrics.collapse import check_collapse
 from coral_cli.metrics.lexical import average_length, distinct_n
 from coral_cli.metrics.meteor import meteor
 from coral_cli.metrics.predictions import PredictionSet
@@ -46,15 +47,16 @@ def check_gate_names(gates: dict[str, float], known: list[str]) -> None:
             raise CoralError(f"gate on unknown metric '{name}'", f"{hint}metrics in this report: {', '.join(known)}")
 
 
-REPORT_KEYS = ("metrics", "counts", "settings", "source", "warnings", "gates", "versions")
+REPORT_KEYS = ("metrics", "counts", "settings", "source", "collapse", "warnings", "gates", "versions")
 
 
 def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, evaluators: dict[str, str],
              reward_checkpoint: str | None, margin: float, device: Any) -> dict[str, Any]:
-    """Compute the requested metric families; those that need what is missing are an error."""
+    """Compute the requested metric families; those that need what is missing are an error.
+    The collapse alarms (`metrics.collapse`) always run: they are cheap and catch what BLEU hides."""
     out: dict[str, Any] = {}
     settings: dict[str, Any] = {"words": "lowercase + whitespace"}
-    warnings: list[str] = []
+    collapse, warnings = check_collapse(ps.predictions, ps.references)
     refs_needed = {"bleu", "meteor"} & set(metrics)
     if refs_needed and ps.references is None:
         raise CoralError(f"{', '.join(sorted(refs_needed))} need references",
@@ -95,6 +97,7 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
                    "samples_per_context": max((len(s) for s in ps.samples), default=1)},
         "settings": settings,
         "source": ps.source,
+        "collapse": collapse,
         "warnings": warnings,
         "gates": [],
         "versions": versions(),

@@ -40,7 +40,7 @@ def write_results(spec: TableSpec, results: dict[str, Any]) -> None:
 
 
 def results_markdown(results: dict[str, Any]) -> str:
-    """Two lines per model: ours, then the paper's (— where the paper has no such row or value)."""
+    """A line per model, then the paper's line for rows it has (— where it lacks a value)."""
     cols = results["columns"]
     head = ["Model", "", *[COLUMN_TITLES.get(c, c) for c in cols]]
     lines = [f"### {results['title']}", "",
@@ -49,8 +49,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         ours = row["ours"] or {}
         lines.append("| " + " | ".join([row["label"], "ours", *[_cell(ours.get(c), c) for c in cols]]) + " |")
-        paper = row["paper"]
-        lines.append("| " + " | ".join(["", "paper", *[_cell(paper.get(c), c) if paper else "—" for c in cols]]) + " |")
+        if row["paper"]:  # rows the paper has no counterpart of (e.g. other models) get no empty line
+            lines.append("| " + " | ".join(["", "paper", *[_cell(row["paper"].get(c), c) for c in cols]]) + " |")
     trained = [r for r in results["rows"] if r.get("training") and "steps" in r["training"]]
     if trained:
         lines += ["", "Training of each row (minutes: wall clock, first to last logged record):", "",

@@ -29,6 +29,7 @@ from coral_cli.training.state import STATE_FILE, has_state
 
 Notify = Callable[[str, str], None]  # (stage, message)
 TrainView = Callable[[StageSpec, CoralConfig], AbstractContextManager[list[Any]]]
+CountView = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]  # (title, total) -> advance(n)
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,15 @@ class TableRunner:
     """Runs the stages of `spec` in order; `notify` and `train_view` let a front end show progress."""
 
     def __init__(self, spec: TableSpec, notify: Notify, train_view: TrainView | None = None,
-                 restart: tuple[str, ...] = (), extra_sets: tuple[str, ...] = ()) -> None:
+                 restart: tuple[str, ...] = (), extra_sets: tuple[str, ...] = (),
+                 count_view: CountView | None = None) -> None:
         names = [s.name for s in spec.stages] + [GROUND_TRUTH]
         unknown = [r for r in restart if r not in names]
         if unknown:
             raise ConfigError(f"--restart names unknown stage(s) {', '.join(unknown)}", f"stages: {', '.join(names)}")
         self.spec, self.notify, self.restart, self.extra_sets = spec, notify, restart, extra_sets
         self.train_view = train_view or (lambda stage, cfg: contextlib.nullcontext([]))
+        self.count_view = count_view or (lambda title, total: contextlib.nullcontext(lambda n: None))
 
     def run(self, only: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every stage (or `only` those), then the results table; returns the table."""
@@ -162,10 +165,12 @@ class TableRunner:
             return
         policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
         cfg.data.max_context_tokens = meta.get("data", {}).get("max_context_tokens", cfg.data.max_context_tokens)
+        cfg.data.max_pairs = self.spec.max_pairs
         requests = split_requests(cfg.data, self.spec.split, policy)
         self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})")
         t0 = time.perf_counter()
-        results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate)
+        with self.count_view(f"{stage.name}: generating", len(requests)) as advance:
+            results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate, advance)
         source = {"dataset": cfg.data.dataset, "split": self.spec.split}
         write_generation(out, requests, results, cfg.generate, checkpoint, source, time.perf_counter() - t0)
 
@@ -184,6 +189,7 @@ class TableRunner:
         cfg = self._config(first)
         out = predictions_path(self.spec, GROUND_TRUTH)
         if not out.exists():
+            cfg.data.max_pairs = self.spec.max_pairs
             pairs = load_pairs(cfg.data, self.spec.split)
             rows = [{"id": f"{d}:{t}", "context": c, "reference": r, "response": r}
                     for d, t, c, r in zip(pairs["dialogue_id"], pairs["turn"], pairs["context"], pairs["response"])]

@@ -50,6 +50,8 @@ class TableSection:
     paper: str = opt("", "whose published numbers sit next to ours", choices=tuple(PAPER_TABLES))
     runs_dir: str = opt("", "folder of every stage's run (default: runs/<file name>)")
     split: str = opt("test", "the split generated and scored", choices=SPLITS)
+    max_pairs: int = opt(0, "generate and score only the first N pairs of the split (0 = all); training data "
+                            "is each stage's own data.max_pairs", min=0)
     evaluators: dict[str, str] = opt({}, "MAUDE-<column> = the retriever stage that scores it")
     ground_truth: bool = opt(True, "add the Ground Truth row (the references scored as predictions)")
     bleu: str = opt("sacrebleu", "BLEU variant", choices=tuple(VARIANTS))
@@ -114,6 +116,7 @@ class TableSpec:
     paper: str
     runs_dir: Path
     split: str = "test"
+    max_pairs: int = 0
     evaluators: dict[str, str] = field(default_factory=dict)
     ground_truth: bool = True
     bleu: str = "sacrebleu"
@@ -151,6 +154,7 @@ def read_table(path: str | Path, runs_dir: str | Path | None = None) -> TableSpe
     t = recipe.table
     return TableSpec(path=path, title=t.title or path.stem, paper=t.paper,
                      runs_dir=Path(runs_dir or t.runs_dir or f"runs/{path.stem}"), split=t.split,
+                     max_pairs=t.max_pairs,
                      evaluators=dict(t.evaluators), ground_truth=t.ground_truth, bleu=t.bleu, sets=tuple(t.set),
                      stages=tuple(stages))
 

@@ -3,7 +3,8 @@
 
 Validation: token-level CE loss of the references; with a reward model also validation-R3, the
 mean R3 of responses generated for the validation contexts, which drives early stopping and
-best/ for CORAL as in the paper (§4.1).
+best/ for CORAL as in the paper (§4.1), and the collapse alarms on those responses (a policy can
+climb the reward while every reply turns into the same string).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from coral_cli.generator.batch import IGNORE, TrainBatch
 from coral_cli.generator.lm_checkpoint import load_lm_weights, save_lm_policy
 from coral_cli.generator.model import load_generator_weights, save_generator
 from coral_cli.generator.policy import Policy
+from coral_cli.metrics.collapse import check_collapse
 from coral_cli.objectives.reward_input import score_candidates
 from coral_cli.training.batching import token_budget_batches
 
@@ -119,16 +121,21 @@ def _validation_reward(task: GeneratorTask) -> dict[str, Any]:
     cfg, policy, g = task.cfg, task.policy, task.cfg.generate
     ctx, texts = task.val["context_ids"], task.val.get("texts")
     lengths = np.array([len(c) + 2 + g.max_new_tokens for c in ctx])
-    scores, shown = [], []
+    scores, shown, replies = [], [], [""] * len(ctx)
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         batch_ctx = [ctx[i] for i in idx]
         batch_texts = [texts[i] for i in idx] if texts is not None else None
         ids, mask = policy.prompts(batch_ctx, task.device)
         samples = policy.sample(task.model, ids, mask, g, num_return_sequences=1, bf16=cfg.train.bf16)
         scores.append(score_candidates(task.reward, policy, batch_ctx, batch_texts, samples))
+        batch_replies = policy.texts(samples)
+        for i, r in zip(idx, batch_replies):
+            replies[i] = r
         if len(shown) < SHOWN_SAMPLES:
-            replies = policy.texts(samples)[: SHOWN_SAMPLES - len(shown)]
             shown += [{"context": batch_texts[j][-1] if batch_texts else policy.text(batch_ctx[j][-60:]), "response": r}
-                      for j, r in enumerate(replies)]
+                      for j, r in enumerate(batch_replies[: SHOWN_SAMPLES - len(shown)])]
     f = torch.cat(scores)
-    return {"val_R3": float(f.mean()) - cfg.objective.margin, "val_f_R": float(f.mean()), "samples": shown}
+    stats, warnings = check_collapse(replies, [policy.text(r) for r in task.val["response_ids"]])
+    return {"val_R3": float(f.mean()) - cfg.objective.margin, "val_f_R": float(f.mean()), "samples": shown,
+            "val_top_reply_share": stats["top_reply_share"], "val_Dist-1": stats["Dist-1"],
+            "val_repeat_run_share": stats["repeat_run_share"], "collapse": warnings}

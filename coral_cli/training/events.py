@@ -26,7 +26,7 @@ class StepEnd:
 class EvalEnd:
     step: int
     epoch: int
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # numbers, plus e.g. 'samples' and 'collapse' (alarm sentences) of a generator
     improved: bool
 
 
@@ -39,7 +39,7 @@ class Saved:
 @dataclass(frozen=True)
 class TrainEnd:
     step: int
-    reason: str  # 'max_epochs', 'max_steps', 'early_stopping'
+    reason: str  # 'max_epochs', 'max_steps', 'early_stopping', 'collapse' (train.stop_on_collapse)
     best: float | None
     best_path: Path | None = field(default=None)
 

@@ -2,7 +2,8 @@
 
 One step reads top to bottom: collate a batch -> the task's loss (an objective returning
 (loss, stats)) -> backward -> clip -> AdamW step with warmup + linear decay (paper §4.1).
-Validation drives early stopping and `best/`; `last/` is written atomically each epoch (or every
+Validation drives early stopping (and, with `stop_on_collapse`, stops on the task's collapse
+alarms) and `best/`; `last/` is written atomically each epoch (or every
 `save_epochs`, and every `save_every` steps) with the optimizer, RNG and data position, so `resume=True` continues
 exactly where the run stopped.
 """
@@ -45,7 +46,8 @@ class Task(Protocol):
         """Scalar loss and detached stats (tensors stay on the device until logged)."""
 
     def evaluate(self) -> dict[str, Any]:
-        """Validation metrics, including `metric`."""
+        """Validation metrics, including `metric`; a non-empty 'collapse' list (alarm sentences)
+        stops the run under `stop_on_collapse`."""
 
     def save_model(self, folder: Path) -> None:
         """Write a loadable model checkpoint into `folder`."""
@@ -96,7 +98,8 @@ class Trainer:
             listener(event)
 
     def fit(self, resume: bool = False) -> LoopState:
-        """Train until max_epochs, max_steps or early stopping; returns the final loop state.
+        """Train until max_epochs, max_steps, early stopping or (`stop_on_collapse`) a validation
+        whose replies collapsed; returns the final loop state.
 
         The run's lock is held throughout (the CLI and the table runner took it already). A fresh
         start drops what an earlier attempt logged; `resume` continues from last/ (`_resume`).
@@ -134,6 +137,9 @@ class Trainer:
         if st.stopped in ("max_steps", "max_epochs") and st.epoch < cfg.max_epochs \
                 and not (cfg.max_steps and st.step >= cfg.max_steps):
             st.stopped = ""  # the limit was raised: train further
+        if st.stopped == "collapse" and not cfg.stop_on_collapse:  # the alarm was turned off: train on
+            st.stopped = "max_steps" if cfg.max_steps and st.step >= cfg.max_steps else \
+                "max_epochs" if st.epoch >= cfg.max_epochs else ""
         if self.dist.is_main:
             self.run.rewind_metrics(st.step)
 
@@ -261,6 +267,8 @@ class Trainer:
                 st.bad_evals += 1
                 if self.cfg.patience and st.bad_evals >= self.cfg.patience:
                     st.stopped = "early_stopping"
+            if self.cfg.stop_on_collapse and metrics.get("collapse"):  # the task's collapse alarms
+                st.stopped = "collapse"
             self._log({"event": "eval", "step": st.step, "epoch": st.epoch, "improved": improved, **metrics})
             self.emit(EvalEnd(st.step, st.epoch, metrics, improved))
         st.best, st.bad_evals, st.stopped = broadcast((st.best, st.bad_evals, st.stopped), self.dist)
