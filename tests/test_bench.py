@@ -1,4 +1,5 @@
 import json
+import pytest
 
 TINY = """
 [data]
@@ -29,6 +30,7 @@ max_new_tokens = 4
 """
 
 
+@pytest.mark.slow
 def test_bench_writes_every_stage_as_json(cli, tmp_path):
     recipe = tmp_path / "b.toml"
     recipe.write_text(TINY)

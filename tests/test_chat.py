@@ -23,6 +23,7 @@ def session(models, **settings):
     return load_session(models[0], models[1], "cpu", ChatSettings(**settings), [])
 
 
+@pytest.mark.slow
 def test_candidates_are_scored_and_sorted_by_r3(models):
     s = session(models, n=4, margin=0.2)
     turn = s.say("Say , Jim , how about going for a few beers after dinner ?")
@@ -42,6 +43,7 @@ def test_candidates_are_scored_and_sorted_by_r3(models):
         apply_command(s, "/n 99")
 
 
+@pytest.mark.slow
 def test_plain_mode_round_trip(cli, models):
     lines = "Say , Jim , how about going for a few beers after dinner ?\n/n 2\n/rerank off\nwhat do you mean ?\n"
     result = cli("chat", "-c", str(models[0]), "--reward-checkpoint", str(models[1]), "--plain", "-n", "3",
@@ -54,6 +56,7 @@ def test_plain_mode_round_trip(cli, models):
     assert r3 == sorted(r3, reverse=True)
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_fail_before_the_app(cli, models, tmp_path):
     result = cli("chat", "-c", str(tmp_path / "missing"))
     assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr
@@ -63,6 +66,7 @@ def test_bad_checkpoints_fail_before_the_app(cli, models, tmp_path):
     assert result.exit_code == 2 and "not a reward-model checkpoint" in result.stderr
 
 
+@pytest.mark.slow
 def test_textual_app_with_pilot(models, tmp_path):
     from textual.widgets import ListView, Static
 

@@ -76,6 +76,7 @@ def test_init_architecture_reads_the_checkpoint_sizes(checkpoint):
                                              "ffn_dim": 32, "max_positions": 64}
 
 
+@pytest.mark.slow
 def test_init_records_the_checkpoint_sizes_not_the_recipe(checkpoint, tmp_path, cli):
     from coral_cli.config import resolve as read
 

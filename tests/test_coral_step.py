@@ -147,6 +147,7 @@ def question_trainer(tmp_path_factory):
     return generator_trainer(cfg, run_dir(tmp, "fn").create(cfg, "x"), [])
 
 
+@pytest.mark.slow
 def test_validation_r3_is_seeded_and_leaves_the_training_rng_alone(question_trainer):
     task = question_trainer.task
     before = torch.get_rng_state()
@@ -157,6 +158,7 @@ def test_validation_r3_is_seeded_and_leaves_the_training_rng_alone(question_trai
     assert first["val_R3"] == second["val_R3"] and first["samples"] == second["samples"]
 
 
+@pytest.mark.slow
 def test_training_with_a_reward_function_runs_end_to_end(question_trainer):
     state = question_trainer.fit()
     assert state.step == 2

@@ -40,6 +40,7 @@ def coral_overrides(reward, init, **extra):
             "train.warmup_steps": 5, "train.max_batch_size": 16, **extra}
 
 
+@pytest.mark.slow
 def test_coral_raises_the_reward_of_greedy_outputs(overfit_generator, question_reward, tmp_path):
     """Mix-policy CORAL with a reward that prefers questions turns greedy answers into questions."""
     cfg, ce_run, _, _ = overfit_generator
@@ -57,6 +58,7 @@ def test_coral_raises_the_reward_of_greedy_outputs(overfit_generator, question_r
     assert state.best is not None
 
 
+@pytest.mark.slow
 def test_cli_coral_train_and_its_errors(cli, overfit_generator, question_reward, tmp_path):
     _, ce_run, _, _ = overfit_generator
     recipe = write_recipe(tmp_path, f'\n[runtime]\nruns_dir = "{tmp_path}"\n')
@@ -76,6 +78,7 @@ def test_cli_coral_train_and_its_errors(cli, overfit_generator, question_reward,
     assert wrong.exit_code == 2 and "holds a 'test-question' retriever" in wrong.stderr
 
 
+@pytest.mark.slow
 def test_nan_reward_is_a_clear_error_naming_the_batch(cli, overfit_generator, tmp_path):
     _, ce_run, _, _ = overfit_generator
     nan_ckpt = tmp_path / "nan"

@@ -91,6 +91,7 @@ def test_utterance_pool_is_distinct_training_utterances():
     assert "Say , Jim , how about going for a few beers after dinner ?" in pool
 
 
+@pytest.mark.slow
 def test_training_halves_are_disjoint_and_cover_the_split():
     a = load_pairs(DataConfig(train_half="a"), "train")
     b = load_pairs(DataConfig(train_half="b"), "train")

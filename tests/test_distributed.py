@@ -6,6 +6,7 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
+import pytest
 from safetensors.torch import load_file, save_file
 
 from coral_cli.config import resolve
@@ -36,6 +37,7 @@ def _worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_cpu_ranks_match_one_process_on_the_same_global_batch(tmp_path):
     recipe = write_recipe(tmp_path)
     mp.start_processes(_worker, args=(2, _free_port(), recipe, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
@@ -75,6 +77,7 @@ def _retriever_worker(rank: int, world: int, port: int, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_retriever_training_under_torchrun_averages_gradients_and_only_rank_0_writes(tmp_path):
     mp.start_processes(_retriever_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
@@ -106,6 +109,7 @@ def _causal_worker(rank: int, world: int, port: int, base: str, out: str) -> Non
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_lora_fine_tuning_of_a_causal_lm_under_torchrun(tmp_path):
     from tests.tiny_lm import save_tiny_llama
 

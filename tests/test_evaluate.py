@@ -49,6 +49,7 @@ def test_bleu_variants_match_the_libraries():
         assert bleu_scores(REFS, REFS, variant)[0]["BLEU"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_meteor_matches_nltk_with_real_wordnet():
     wn = load_wordnet()
     assert wn.get_version() == "3.0" and wn.synsets("dog")

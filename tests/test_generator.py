@@ -55,6 +55,7 @@ def test_ce_loss_equals_hand_computed_nll(tok):
     assert batch.decoder_input_ids.tolist() == [[101, 2003, 2004, 2005], [101, 2006, 0, 0]]
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_32_pairs_and_greedy_reproduces_a_response(trained, tok):
     cfg, run, state, losses = trained
     assert state.step == 240
@@ -98,6 +99,7 @@ def test_generation_is_seeded_in_order_and_bounded(trained, tok):
         generate_for_contexts(Seq2SeqPolicy(model, tok), contexts, GenerateConfig(strategy="nucleus", seed=9, max_new_tokens=5))
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     extra = "\n[runtime]\nseed = 3\n"
     cfg = resolve(write_recipe(tmp_path, extra), {"train.max_steps": 20, "train.save_every": 6, "generator.dropout": 0.1,
@@ -130,6 +132,7 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path, cli):
     assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_generate_and_runs_show(cli, tmp_path):
     recipe = write_recipe(tmp_path, f'\n[runtime]\nruns_dir = "{tmp_path}"\n')
     result = cli("coral", "train", "--loss", "ce", "--recipe", recipe, "--max-steps", "16", "--name", "ce")

@@ -142,6 +142,7 @@ def messages(spec, only=(), restart=(), sets=()) -> list[tuple[str, str]]:
     return seen
 
 
+@pytest.mark.slow
 def test_a_table_runs_end_to_end_and_puts_rows_next_to_the_paper(finished_table):
     runs = finished_table.parent / "runs"
     results = json.loads((runs / "results.json").read_text())
@@ -163,6 +164,7 @@ def test_a_table_runs_end_to_end_and_puts_rows_next_to_the_paper(finished_table)
     assert re.search(r"^\| CORAL-BERT \(mix\) \| 4 \| max_steps \| [^|]+ \| \d+\.\d \|$", markdown, re.M), markdown
 
 
+@pytest.mark.slow
 def test_a_second_run_skips_every_finished_stage(finished_table, tmp_path):
     spec = read_table(copy_table(finished_table, tmp_path / "t"))
     reports = sorted(spec.runs_dir.glob("*/test-eval.json"))
@@ -173,6 +175,7 @@ def test_a_second_run_skips_every_finished_stage(finished_table, tmp_path):
     assert {p: p.stat().st_mtime for p in reports} == before
 
 
+@pytest.mark.slow
 def test_an_interrupted_stage_resumes_from_its_last_checkpoint(finished_table, tmp_path):
     spec = read_table(copy_table(finished_table, tmp_path / "t"))
     run = spec.runs_dir / "ce"
@@ -199,6 +202,7 @@ def test_an_interrupted_stage_resumes_from_its_last_checkpoint(finished_table, t
     assert stage_state(spec, spec.stage("ce")).state == "done"
 
 
+@pytest.mark.slow
 def test_a_changed_recipe_is_refused_until_the_stage_is_restarted(finished_table, tmp_path, cli):
     path = copy_table(finished_table, tmp_path / "t")
     result = cli("recipe", "run", str(path), "--set", "train.lr=0.5")
@@ -213,6 +217,7 @@ def test_a_changed_recipe_is_refused_until_the_stage_is_restarted(finished_table
     assert not [s for s, m in seen if s in ("ce", "coral-mix") and m.startswith("training")]
 
 
+@pytest.mark.slow
 def test_plan_lists_states_and_a_bad_table_lists_every_problem(finished_table, tmp_path, cli):
     result = cli("recipe", "plan", str(finished_table), "--json")
     assert result.exit_code == 0, result.output
@@ -253,6 +258,7 @@ def test_ubuntu_ground_truth_row_runs_on_the_test_set_alone(tmp_path, shared_dat
     assert row["ours"]["avg_len"] == pytest.approx(row["paper"]["avg_len"], abs=1.5)
 
 
+@pytest.mark.slow
 def test_changed_decoding_regenerates_without_retraining(finished_table, tmp_path):
     spec = read_table(copy_table(finished_table, tmp_path / "t"))
     seen = messages(spec, sets=("generate.max_new_tokens=3",))

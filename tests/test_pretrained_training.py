@@ -69,6 +69,7 @@ def _fn():
     return CallableReward(asks)
 
 
+@pytest.mark.slow
 def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base, tmp_path):
     cfg = config(base, tmp_path)
     run = run_dir(tmp_path, "lora").create(cfg, "coral coral train")
@@ -99,6 +100,7 @@ def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base
         load_policy(moved)
 
 
+@pytest.mark.slow
 def test_export_merges_the_adapters_into_a_plain_folder(base, tmp_path, cli):
     cfg = config(base, tmp_path, **{"train.max_steps": 1, "objective.kl_coef": 0.0})
     run = run_dir(tmp_path, "export").create(cfg, "coral coral train")

@@ -29,6 +29,7 @@ def _task(name, data, **extra):
     return cfg, RetrieverTask(model, data, data, cfg, CPU)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "steps"), [("bert", 200), ("esim", 120), ("dmi", 200)])
 def test_training_learns_a_small_slice(name, steps, slice_data, tmp_path):
     """64 DailyDialog pairs: AUC against unseen random negatives goes from chance to near 1."""
@@ -56,6 +57,7 @@ def test_run_folder_has_metrics_and_atomic_checkpoints(slice_data, tmp_path):
     assert not [p for p in run.checkpoints.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_same_weights(slice_data, tmp_path):
     extra = {"retriever.train.max_steps": 24, "retriever.train.save_every": 5, "retriever.dropout": 0.2}
     cfg, task = _task("bert", slice_data, **extra)
@@ -86,6 +88,7 @@ def _cli_flags(tmp_path):
     return flags
 
 
+@pytest.mark.slow
 def test_cli_train_eval_score(cli, tmp_path):
     result = cli("retriever", "train", "--model", "esim", "--name", "e", *_cli_flags(tmp_path))
     assert result.exit_code == 0, result.output

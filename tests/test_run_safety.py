@@ -127,6 +127,7 @@ def test_config_drift_follows_the_schema_metadata():
     assert [d.split(":")[0] for d in config_drift(saved, changed, "retriever")] == ["data.min_context_turns", "retriever.args"]
 
 
+@pytest.mark.slow
 def test_a_refused_resume_leaves_the_run_untouched_and_a_raised_limit_trains_further(copy, cli):
     recipe, run = copy
     before = run.config_path.read_bytes()
@@ -169,6 +170,7 @@ def test_atomic_directory_restores_a_swap_killed_between_its_renames(tmp_path, m
     assert not restore_interrupted(target)
 
 
+@pytest.mark.slow
 def test_resume_restores_last_from_the_old_copy_and_removes_orphaned_temps(copy, cli):
     recipe, run = copy
     last = run.checkpoint("last")
@@ -185,6 +187,7 @@ def test_resume_restores_last_from_the_old_copy_and_removes_orphaned_temps(copy,
     assert sorted(p.name for p in run.root.iterdir()) == [".lock", "checkpoints", "config.toml", "metrics.jsonl"]
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_an_error_when_steps_were_logged(copy, cli):
     recipe, run = copy
     shutil.rmtree(run.checkpoint("last"))
@@ -195,6 +198,7 @@ def test_resume_without_a_checkpoint_is_an_error_when_steps_were_logged(copy, cl
 
 # 5 + 6. Ctrl-C says how to resume; each step is logged once
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_resume_command_and_the_resumed_run_logs_each_step_once(tmp_path, cli, monkeypatch):
     from coral_cli.commands.progress import TrainingView
 
@@ -264,6 +268,7 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
 
 # 12. a damaged checkpoint is one clear error
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_on_resume_is_an_asset_error(copy, cli):
     import torch
 

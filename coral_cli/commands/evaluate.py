@@ -100,7 +100,8 @@ def compare(
 
     loaded = [_load_report(p) for p in reports]
     names = list(dict.fromkeys(k for r in loaded for k in r["metrics"]))
-    header = ["metric"] + [p.stem for p in reports]
+    stems = [p.stem for p in reports]  # runs/<row>/test-eval.json: name each by its folder when stems repeat
+    header = ["metric"] + (stems if len(set(stems)) == len(stems) else [f"{p.parent.name}/{p.stem}" for p in reports])
     rows = []
     for name in names:
         base = loaded[0]["metrics"].get(name)

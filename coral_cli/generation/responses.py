@@ -1,5 +1,6 @@
 """Generate for many contexts: length-sorted token-budget batches, outputs back in input order,
-each response with its mean token log-probability under the model (teacher-forced re-score)."""
+each response with its mean token log-probability under the model: recorded while decoding
+(`StepLogprobs`, equal to a teacher-forced re-score to ~1e-5), or re-scored where it cannot be."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import numpy as np
 import torch
 
 from coral_cli.config.schema import GenerateConfig
+from coral_cli.device import autocast_dtype
 from coral_cli.generator.batch import IGNORE, Responses
 from coral_cli.generator.policy import Policy
+from coral_cli.generator.step_logprobs import StepLogprobs, scored_mean
 from coral_cli.training.batching import token_budget_batches
 
 
 def generate_for_contexts(policy: Policy, context_ids: Sequence[Sequence[int]], g: GenerateConfig,
                           on_batch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """For each context (the policy's ids, already truncated): {'responses': [...], 'logprobs': [...]}
-    in input order."""
+    in input order.
+
+    Log-probs are recorded while decoding, except for beam search (beams reorder rows between
+    steps) and under bf16 autocast (decoding logits are bf16; the re-score runs in fp32): those
+    take the teacher-forced re-score, a second forward pass."""
     device = policy.device
     n = g.num_return_sequences
     width = n * max(1, g.num_beams if g.strategy == "beam" else 1)
@@ -28,12 +35,17 @@ def generate_for_contexts(policy: Policy, context_ids: Sequence[Sequence[int]], 
         torch.cuda.manual_seed_all(g.seed)
     results: list[dict[str, Any]] = [{} for _ in context_ids]
     policy.model.eval()
+    record = g.strategy != "beam" and autocast_dtype(device) is None
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         ids, mask = policy.prompts([context_ids[i] for i in idx], device)
-        samples = policy.sample(policy.model, ids, mask, g)
+        rec = StepLogprobs() if record else None
+        samples = policy.sample(policy.model, ids, mask, g, record=rec)
         texts = policy.texts(samples)
-        logp, scored = score_samples(policy, ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0), samples)
-        mean = (logp.sum(1) / scored.sum(1).clamp(min=1)).tolist()
+        if rec is not None:
+            mean = scored_mean(rec.token_logprobs(samples.ids), samples).tolist()
+        else:
+            logp, scored = score_samples(policy, ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0), samples)
+            mean = (logp.sum(1) / scored.sum(1).clamp(min=1)).tolist()
         for j, i in enumerate(idx):
             sl = slice(j * n, (j + 1) * n)
             results[i] = {"responses": texts[sl], "logprobs": [round(x, 5) for x in mean[sl]]}

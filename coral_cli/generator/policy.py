@@ -25,6 +25,7 @@ from coral_cli.data import encode
 from coral_cli.generator.batch import IGNORE, Responses, TeacherBatch, pad_left
 from coral_cli.generator.logprobs import label_logprobs
 from coral_cli.generator.sampling import cut_at_end, run_generate
+from coral_cli.generator.step_logprobs import StepLogprobs
 from coral_cli.rewards.packing import pad_ids
 from coral_cli.tokenizer import tokenizer_fingerprint, wordpiece_text
 
@@ -86,8 +87,10 @@ class Policy:
         raise NotImplementedError
 
     def sample(self, model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, g: GenerateConfig,
-               num_return_sequences: int | None = None, bf16: bool = True) -> Responses:
-        """Decode responses for prompts (B, P) -> B * n rows (context-major), cut at the end token."""
+               num_return_sequences: int | None = None, bf16: bool = True,
+               record: StepLogprobs | None = None) -> Responses:
+        """Decode responses for prompts (B, P) -> B * n rows (context-major), cut at the end token;
+        `record` (see `run_generate`) collects the log-probs of the tokens in `Responses.ids`."""
         raise NotImplementedError
 
     def logprobs(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
@@ -141,8 +144,9 @@ class Seq2SeqPolicy(Policy):
                      decoder_input_ids=batch.decoder_input_ids, use_cache=False).logits
 
     def sample(self, model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, g: GenerateConfig,
-               num_return_sequences: int | None = None, bf16: bool = True) -> Responses:
-        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16)
+               num_return_sequences: int | None = None, bf16: bool = True,
+               record: StepLogprobs | None = None) -> Responses:
+        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16, record)
         ids = out[:, 1:]  # drop the decoder start token
         mask, ended = cut_at_end(ids, torch.tensor([self.end_id], device=ids.device))
         return Responses(ids, mask, ended)
@@ -215,8 +219,9 @@ class CausalPolicy(Policy):
                      use_cache=False).logits
 
     def sample(self, model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, g: GenerateConfig,
-               num_return_sequences: int | None = None, bf16: bool = True) -> Responses:
-        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16,
+               num_return_sequences: int | None = None, bf16: bool = True,
+               record: StepLogprobs | None = None) -> Responses:
+        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16, record,
                            pad_token_id=self.pad_id, eos_token_id=self.end_id)
         ids = out[:, prompt_ids.shape[1]:]
         mask, ended = cut_at_end(ids, torch.tensor([self.end_id], device=ids.device))

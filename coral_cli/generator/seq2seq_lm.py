@@ -18,6 +18,7 @@ from coral_cli.config.schema import DataConfig, GenerateConfig
 from coral_cli.generator.batch import Responses
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
 from coral_cli.generator.sampling import cut_at_end, run_generate
+from coral_cli.generator.step_logprobs import StepLogprobs
 from coral_cli.rewards.packing import pad_ids
 
 BLENDERBOT_TYPES = ("blenderbot", "blenderbot-small")
@@ -83,8 +84,9 @@ class PretrainedSeq2SeqPolicy(Seq2SeqPolicy):
         return pad_ids(context_ids, self.pad_id, device)  # already whole encoder inputs
 
     def sample(self, model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, g: GenerateConfig,
-               num_return_sequences: int | None = None, bf16: bool = True) -> Responses:
-        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16, pad_token_id=self.pad_id,
+               num_return_sequences: int | None = None, bf16: bool = True,
+               record: StepLogprobs | None = None) -> Responses:
+        out = run_generate(model, prompt_ids, prompt_mask, g, num_return_sequences, bf16, record, pad_token_id=self.pad_id,
                            eos_token_id=self.end_id, decoder_start_token_id=self.start_id)
         ids = out[:, 1:]  # drop the decoder start token
         mask, ended = cut_at_end(ids, torch.tensor([self.end_id], device=ids.device))
