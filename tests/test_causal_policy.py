@@ -1,35 +1,21 @@
 """A pretrained decoder-only LM behind the generator contract: its chat format, response-only
 labels under left padding, CE and CORAL losses against hand-computed values, and generation."""
 
-import numpy as np
 import pytest
 import torch
 
-from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.batch import IGNORE
 from coral_cli.generator.policy import CausalPolicy
-from coral_cli.objectives.cross_entropy import CrossEntropy
-from coral_cli.tasks.train import build_objective
-from coral_cli.tokenizer import load_tokenizer
-from tests.fixed_rewards import ResponseTokenReward, make
+from tests.policy_checks import CONTEXTS, CPU, assert_ce_equals_hand_nll, assert_coral_equals_hand, pairs
 from tests.tiny_lm import chat_tokenizer, tiny_llama
 
-CPU = torch.device("cpu")
-CONTEXTS = [["hello , how are you ?", "fine , thanks ."], ["what time is it ?"]]
-RESPONSES = ["and you ?", "it is six ."]
 
 
 @pytest.fixture(scope="module")
 def policy():
     tok = chat_tokenizer()
     return CausalPolicy(tiny_llama(tok).eval(), tok)
-
-
-def pairs(policy):
-    ctx = policy.context_ids(CONTEXTS, 64)
-    resp = policy.response_ids(RESPONSES, 16)
-    return ctx, resp
 
 
 def hand_nll(policy, ctx, resp):
@@ -57,23 +43,11 @@ def test_labels_cover_the_response_and_end_token_only_under_left_padding(policy)
     assert not mask[1, 0] and mask[0, 0]  # the shorter prompt is left-padded
     for row, r in enumerate(resp):
         assert batch.labels[row][batch.labels[row].ne(IGNORE)].tolist() == r + [policy.end_id]
-    # CE equals the hand-computed NLL of the unpadded examples
-    loss, _ = CrossEntropy(policy)(policy.model, TrainBatch(batch, ids, mask, ctx, resp, np.zeros(2), np.random.default_rng()))
-    nll = [x for row in hand_nll(policy, ctx, resp) for x in row]
-    assert loss.item() == pytest.approx(sum(nll) / len(nll), rel=1e-4)
+    assert_ce_equals_hand_nll(policy, hand_nll)
 
 
 def test_coral_loss_with_fixed_rewards_equals_hand_computed(policy):
-    cfg = resolve(None, {"objective.p_plus": 1.0, "objective.margin": 0.3, "objective.policy": "off"})
-    reward = make(ResponseTokenReward, "test-question", load_tokenizer("bundled"))  # reads text: another tokenizer path
-    objective = build_objective(cfg, reward, policy, [[5, 6]], CPU)
-    ctx, resp = pairs(policy)
-    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
-    batch = TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
-    loss, stats = objective(policy.model, batch)
-    f = torch.tensor([0.9, 0.1])  # only the first reply asks something
-    logp = torch.tensor([-sum(row) for row in hand_nll(policy, ctx, resp)])
-    assert loss.item() == pytest.approx((-(f - 0.3) * logp).mean().item(), rel=1e-4)
+    assert_coral_equals_hand(policy, hand_nll)
 
 
 def test_batched_generation_matches_one_at_a_time_and_stops_at_the_end_token(policy):

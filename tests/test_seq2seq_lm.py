@@ -3,34 +3,23 @@ models built in code over the bundled WordPiece vocabulary: its encoder format, 
 labels, CE and CORAL losses against hand-computed values, batched generation, and LoRA CORAL
 training end to end with the checkpoint loaded back."""
 
-import numpy as np
 import pytest
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, BlenderbotSmallConfig, BlenderbotSmallForConditionalGeneration
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.batch import IGNORE
 from coral_cli.generator.model import load_policy
 from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
-from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.registry import REWARDS
 from coral_cli.runs import run_dir
-from coral_cli.tasks.train import build_objective, generator_trainer
-from coral_cli.tokenizer import load_tokenizer
-from tests.fixed_rewards import ResponseTokenReward, make
+from coral_cli.tasks.train import generator_trainer
+from tests.policy_checks import CONTEXTS, CPU, assert_ce_equals_hand_nll, assert_coral_equals_hand, pairs
+from tests.tiny_lm import chat_tokenizer
 
-CPU = torch.device("cpu")
-CONTEXTS = [["hello , how are you ?", "fine , thanks ."], ["what time is it ?"]]
-RESPONSES = ["and you ?", "it is six ."]
 SIZES = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
              encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128)
-
-
-def tokenizer():
-    tok = load_tokenizer("bundled").__class__.from_pretrained(load_tokenizer("bundled").name_or_path)
-    tok.eos_token = "[SEP]"
-    return tok
 
 
 def ids_of(tok):
@@ -42,14 +31,10 @@ def ids_of(tok):
 
 @pytest.fixture(scope="module")
 def policy():
-    tok = tokenizer()
+    tok = chat_tokenizer(template=None)
     torch.manual_seed(0)
     model = BartForConditionalGeneration(BartConfig(vocab_size=len(tok), **SIZES, **ids_of(tok))).eval()
     return PretrainedSeq2SeqPolicy(model, tok)
-
-
-def pairs(policy):
-    return policy.context_ids(CONTEXTS, 64), policy.response_ids(RESPONSES, 16)
 
 
 def hand_nll(policy, ctx, resp):
@@ -73,7 +58,7 @@ def test_encoder_input_joins_turns_with_the_models_specials_and_cuts_from_the_le
 
 
 def test_blenderbot_joins_turns_with_two_spaces():
-    tok = tokenizer()
+    tok = chat_tokenizer(template=None)
     model = BlenderbotSmallForConditionalGeneration(BlenderbotSmallConfig(vocab_size=len(tok), **SIZES, **ids_of(tok)))
     blender = PretrainedSeq2SeqPolicy(model, tok)
     assert blender.separator == "  " and blender.fingerprint != PretrainedSeq2SeqPolicy(
@@ -86,22 +71,11 @@ def test_labels_cover_the_response_and_end_token_and_ce_equals_the_hand_nll(poli
     assert batch.decoder_input_ids[:, 0].eq(policy.start_id).all()
     for row, r in enumerate(resp):
         assert batch.labels[row][batch.labels[row].ne(IGNORE)].tolist() == r + [policy.end_id]
-    loss, _ = CrossEntropy(policy)(policy.model, TrainBatch(batch, ids, mask, ctx, resp, np.zeros(2), np.random.default_rng()))
-    nll = [x for row in hand_nll(policy, ctx, resp) for x in row]
-    assert loss.item() == pytest.approx(sum(nll) / len(nll), rel=1e-4)
+    assert_ce_equals_hand_nll(policy, hand_nll)
 
 
 def test_coral_loss_with_fixed_rewards_equals_hand_computed(policy):
-    cfg = resolve(None, {"objective.p_plus": 1.0, "objective.margin": 0.3, "objective.policy": "off"})
-    reward = make(ResponseTokenReward, "test-question", load_tokenizer("bundled"))
-    objective = build_objective(cfg, reward, policy, [[5, 6]], CPU)
-    ctx, resp = pairs(policy)
-    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
-    batch = TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
-    loss, _ = objective(policy.model, batch)
-    f = torch.tensor([0.9, 0.1])  # only the first reply asks something
-    logp = torch.tensor([-sum(row) for row in hand_nll(policy, ctx, resp)])
-    assert loss.item() == pytest.approx((-(f - 0.3) * logp).mean().item(), rel=1e-4)
+    assert_coral_equals_hand(policy, hand_nll)
 
 
 def test_batched_generation_matches_one_at_a_time_and_stops_at_the_end_token(policy):
@@ -126,7 +100,7 @@ def asks(contexts, responses):
 @pytest.mark.slow
 def test_lora_coral_on_a_blenderbot_folder_trains_saves_and_loads_back(tmp_path):
     base = tmp_path / "tiny-blenderbot-small"
-    tok = tokenizer()
+    tok = chat_tokenizer(template=None)
     torch.manual_seed(0)
     BlenderbotSmallForConditionalGeneration(BlenderbotSmallConfig(vocab_size=len(tok), **SIZES, **ids_of(tok))).save_pretrained(base)
     tok.save_pretrained(base)
