@@ -288,6 +288,7 @@ def test_the_quickstart_table_compares_zero_shot_with_coral_on_the_same_contexts
     runner = TableRunner(spec, lambda *a: None)
     zs_cfg, coral_cfg = runner._config(zs), runner._config(coral)
     assert zs_cfg.generate == coral_cfg.generate and zs_cfg.generate.strategy == "nucleus"
-    assert spec.max_pairs == 100 and zs_cfg.data.max_context_tokens == coral_cfg.data.max_context_tokens
+    assert zs_cfg.data.max_pairs == coral_cfg.data.max_pairs == spec.max_pairs == 100
+    assert zs_cfg.data.max_context_tokens == coral_cfg.data.max_context_tokens
     assert coral_cfg.generator.pretrained == "smollm2" and coral_cfg.generator.lora.enabled
     assert coral_cfg.objective.kl_coef > 0 and coral_cfg.train.stop_on_collapse

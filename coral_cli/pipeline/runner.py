@@ -165,7 +165,6 @@ class TableRunner:
             return
         policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
         cfg.data.max_context_tokens = meta.get("data", {}).get("max_context_tokens", cfg.data.max_context_tokens)
-        cfg.data.max_pairs = self.spec.max_pairs
         requests = split_requests(cfg.data, self.spec.split, policy)
         self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})")
         t0 = time.perf_counter()
@@ -189,7 +188,6 @@ class TableRunner:
         cfg = self._config(first)
         out = predictions_path(self.spec, GROUND_TRUTH)
         if not out.exists():
-            cfg.data.max_pairs = self.spec.max_pairs
             pairs = load_pairs(cfg.data, self.spec.split)
             rows = [{"id": f"{d}:{t}", "context": c, "reference": r, "response": r}
                     for d, t, c, r in zip(pairs["dialogue_id"], pairs["turn"], pairs["context"], pairs["response"])]
@@ -223,10 +221,15 @@ class TableRunner:
         atomic_write_text(out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
     def _config(self, stage: StageSpec) -> CoralConfig:
+        """The stage's config for generating and scoring: its data limited to the table's `max_pairs`
+        of the split (training read the stage's own `data.max_pairs`)."""
         if stage.recipe is None:  # a given checkpoint: defaults plus the table's settings
             overrides = dict(parse_assignment(s) for s in (*self.spec.sets, *stage.sets, *self.extra_sets))
-            return resolve(None, overrides)
-        return stage_config(self.spec, stage, self.extra_sets)
+            cfg = resolve(None, overrides)
+        else:
+            cfg = stage_config(self.spec, stage, self.extra_sets)
+        cfg.data.max_pairs = self.spec.max_pairs
+        return cfg
 
 
 def _fresh(target: Path, sources: list[Path]) -> bool:

@@ -48,6 +48,7 @@ class GeneratorTask:
         self.lengths = np.array([len(c) + len(r) + 3 for c, r in zip(self.ctx, self.resp)])
         n = cfg.generator.eval_pairs or len(val["context_ids"])
         self.val = {k: v[:n] for k, v in val.items()}
+        self.val_references = [policy.text(r) for r in self.val["response_ids"]]  # for the collapse alarms
         coral = cfg.objective.loss == "coral"
         self.metric, self.higher_is_better = ("val_R3", True) if coral else ("val_loss", False)
 
@@ -135,7 +136,7 @@ def _validation_reward(task: GeneratorTask) -> dict[str, Any]:
             shown += [{"context": batch_texts[j][-1] if batch_texts else policy.text(batch_ctx[j][-60:]), "response": r}
                       for j, r in enumerate(batch_replies[: SHOWN_SAMPLES - len(shown)])]
     f = torch.cat(scores)
-    stats, warnings = check_collapse(replies, [policy.text(r) for r in task.val["response_ids"]])
+    stats, warnings = check_collapse(replies, task.val_references)
     return {"val_R3": float(f.mean()) - cfg.objective.margin, "val_f_R": float(f.mean()), "samples": shown,
             "val_top_reply_share": stats["top_reply_share"], "val_Dist-1": stats["Dist-1"],
             "val_repeat_run_share": stats["repeat_run_share"], "collapse": warnings}
