@@ -71,13 +71,9 @@ class TrainingView:
                     "are saved); to train on anyway, run the same command with --resume --set train.stop_on_collapse=false",
                     markup=False, soft_wrap=True)
 
-
     def _clock(self, step: int) -> str:
         """Elapsed time and ETA from the steps done in this process."""
-        elapsed = time.perf_counter() - self.t0
-        done = max(step - self.start_step, 1)
-        eta = elapsed / done * max(self.total - step, 0)
-        return f"elapsed {_hms(elapsed)} · ETA {_hms(eta)}"
+        return _elapsed_eta(self.t0, step - self.start_step, max(self.total - step, 0))
 
 
 @contextmanager
@@ -97,12 +93,16 @@ def count_progress(title: str, total: int) -> Iterator[Callable[[int], None]]:
         done += n
         if done * 10 // max(total, 1) > shown or done >= total:
             shown = done * 10 // max(total, 1)
-            elapsed = time.perf_counter() - t0
-            eta = elapsed / max(done, 1) * max(total - done, 0)
-            err.print(f"{title}: {done}/{total} · elapsed {_hms(elapsed)} · ETA {_hms(eta)}", markup=False,
+            err.print(f"{title}: {done}/{total} · {_elapsed_eta(t0, done, max(total - done, 0))}", markup=False,
                       highlight=False, soft_wrap=True)
 
     yield advance
+
+
+def _elapsed_eta(t0: float, done: int, left: int) -> str:
+    """Elapsed time since `t0` and the ETA of `left` more items at the pace of the `done` so far."""
+    elapsed = time.perf_counter() - t0
+    return f"elapsed {_hms(elapsed)} · ETA {_hms(elapsed / max(done, 1) * left)}"
 
 
 def _hms(seconds: float) -> str:
