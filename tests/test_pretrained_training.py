@@ -19,7 +19,7 @@ from coral_cli.generator.model import load_policy
 from coral_cli.registry import REWARDS
 from coral_cli.runs import run_dir
 from coral_cli.tasks.train import build_objective, build_policy, generator_trainer
-from tests.test_causal_policy import CONTEXTS, RESPONSES
+from tests.policy_checks import CONTEXTS, RESPONSES
 from tests.tiny_lm import save_tiny_llama
 
 CPU = torch.device("cpu")
