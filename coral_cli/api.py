@@ -12,7 +12,7 @@ from coral_cli.config.schema import GenerateConfig, RetrieverConfig
 from coral_cli.errors import AssetError, ConfigError, CoralError
 from coral_cli.generator.batch import Responses
 from coral_cli.generator.policy import Policy
-from coral_cli.generator.pretrained import no_network
+from coral_cli.hub import no_network
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.backbone import backbone_from_arch, load_backbone
 from coral_cli.rewards.base import NoArgs, RewardModel, SpecialIds

@@ -43,5 +43,10 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     assert ce["throughput_ratio"] > 0
     assert report["coral_mix_step"]["step_time_ratio"] > 0
     assert report["generation"]["contexts"] == 4 and report["generation"]["speedup"] > 0
+    anchor = report["generation"]["anchor"]  # the batched generate loop a user would write, named in the JSON
+    assert anchor["responses_per_s"] > 0 and "batches of 64" in anchor["what"]
+    ours = ce["coral_trainer"]
+    assert ce["hf_seq2seq_trainer"]["params"] == ours["params"] > 0  # the same model on both sides
+    assert ours["model_tflops_per_s"] == pytest.approx(6 * ours["params"] * ours["tokens_per_s"] / 1e12)
     assert set(report["reward_scoring"]) == {"esim"} and report["reward_scoring"]["esim"]["pairs"] == 16
     assert report["machine"]["device"]["type"] in ("cpu", "cuda")

@@ -126,7 +126,8 @@ def test_generate_draws_the_same_tokens_as_hf_top_p(causal, temperature):
     ids, mask = causal.prompts(causal.context_ids(CONTEXTS, 64), CPU)
     g = GenerateConfig(strategy="nucleus", top_p=0.9, temperature=temperature, max_new_tokens=12,
                        num_return_sequences=3)
-    hf = dict(generate_kwargs(g), top_p=g.top_p, temperature=g.temperature, logits_processor=None)
+    hf = generate_kwargs(g, sort_free=False)  # HF's own warpers: what the GPU path passes
+    assert hf["top_p"] == g.top_p and hf["temperature"] == g.temperature and "logits_processor" not in hf
     outs = []
     for kw in (hf, generate_kwargs(g)):
         torch.manual_seed(0)

@@ -292,3 +292,57 @@ def test_the_quickstart_table_compares_zero_shot_with_coral_on_the_same_contexts
     assert zs_cfg.data.max_context_tokens == coral_cfg.data.max_context_tokens
     assert coral_cfg.generator.pretrained == "smollm2" and coral_cfg.generator.lora.enabled
     assert coral_cfg.objective.kl_coef > 0 and coral_cfg.train.stop_on_collapse
+
+
+RERANK = """
+[[stage]]
+name = "ce-rerank"
+train = "generator"
+generator = "ce"
+rerank_with = "reward"
+candidates = 3
+reward = "reward"
+set = ["generate.strategy='nucleus'"]
+label = "CE + rerank"
+"""
+
+
+@pytest.mark.slow
+def test_a_rerank_row_keeps_the_candidate_its_ranker_scores_highest(finished_table, tmp_path):
+    """The paper's DialogRPT kind of row: another stage's model, N samples per context, the
+    ranker's best is the response; nothing is trained again."""
+    from coral_cli.rewards.checkpoint import load_reward
+
+    path = copy_table(finished_table, tmp_path / "t")
+    path.write_text(path.read_text() + RERANK)
+    spec = read_table(path)
+    seen = messages(spec, only=("ce-rerank",))
+    assert not [m for _, m in seen if m.startswith(("training", "resuming"))]
+    assert ("ce-rerank", "uses the model of stage 'ce'") in seen
+    rows = [json.loads(x) for x in (spec.runs_dir / "ce-rerank" / "test-predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 48 and all(len(r["responses"]) == len(r["scores"]) == 3 for r in rows)
+    assert all(r["scores"][r["responses"].index(r["response"])] == max(r["scores"]) for r in rows)
+    assert any(len(set(r["responses"])) > 1 for r in rows)  # sampled, not three copies of one reply
+    reward = load_reward(spec.runs_dir / "reward" / "checkpoints" / "best")
+    direct = reward.score([rows[0]["context"]] * 3, rows[0]["responses"]).tolist()
+    assert direct == pytest.approx(rows[0]["scores"], abs=1e-4)  # the scores are f_R of the texts
+    sidecar = json.loads((spec.runs_dir / "ce-rerank" / "test-predictions.jsonl.config.json").read_text())
+    assert sidecar["reranked_by"].endswith("reward/checkpoints/best") and sidecar["generate"]["num_return_sequences"] == 3
+    results = json.loads((spec.runs_dir / "results.json").read_text())
+    assert "CE + rerank" in [r["label"] for r in results["rows"]]
+    again = messages(spec, only=("ce-rerank",))  # up to date: nothing regenerated
+    assert ("ce-rerank", f"predictions up to date: {spec.runs_dir / 'ce-rerank' / 'test-predictions.jsonl'}") in again
+
+
+def test_rerank_and_generator_keys_are_checked(tmp_path):
+    bad = TABLE + RERANK.replace('generator = "ce"', 'generator = "reward"').replace("candidates = 3", "candidates = 1")
+    bad += '\n[[stage]]\nname = "x"\ntrain = "generator"\nrecipe = "generator.toml"\nrerank_with = "reward"\n'
+    with pytest.raises(ConfigError) as err:
+        read_table(write_table(tmp_path / "bad", bad))
+    text = str(err.value)
+    assert "generator = 'reward' is a retriever stage, not a generator" in text
+    assert "candidates = 1: reranking needs at least 2" in text
+    assert "rerank_with and candidates go together" in text
+    both = TABLE + RERANK.replace('generator = "ce"', 'generator = "ce"\nrecipe = "generator.toml"')
+    with pytest.raises(ConfigError, match="give exactly one of recipe"):
+        read_table(write_table(tmp_path / "both", both))

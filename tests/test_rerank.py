@@ -108,6 +108,22 @@ def test_offline_hub_name_is_a_clear_error(monkeypatch):
     assert "local folder" in info.value.hint
 
 
+def test_a_ranker_given_by_hub_name_offline_is_a_clear_error(monkeypatch, tmp_path):
+    """`--rerank-with microsoft/DialogRPT-updown` (and a table's rerank_with) download the hub
+    classifier for users with internet; offline it is one message, while a local folder of that
+    shape is still read as a folder."""
+    from coral_cli.rewards.checkpoint import hub_folder, load_reward
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AssetError, match="cannot download nobody-xyz/no-such-dialogrpt: no internet") as info:
+        load_reward("nobody-xyz/no-such-dialogrpt")
+    assert "local folder" in info.value.hint
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert hub_folder("org/name") == tmp_path.joinpath("org", "name").relative_to(tmp_path)
+    assert str(hub_folder("runs/x")) == "runs/x"  # our own paths are never downloaded (offline: no error)
+
+
 def test_rerank_keeps_the_argmax():
     from coral_cli.generation.responses import rerank
     from coral_cli.tokenizer import load_tokenizer

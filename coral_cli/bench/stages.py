@@ -42,8 +42,27 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
         trainer.fit()
     later = marks[1:] or marks
     seconds = [(b[0] - a[0]) / cfg.train.log_every for a, b in zip(marks, marks[1:])] or [float("nan")]
-    return {"tokens_per_s": float(np.median([m[1] for m in later])), "seconds_per_step": float(np.median(seconds)),
-            "steps": steps, **peak_mib(device)}
+    tokens_per_s = float(np.median([m[1] for m in later]))
+    return {"tokens_per_s": tokens_per_s, "seconds_per_step": float(np.median(seconds)), "steps": steps,
+            **model_flops(policy.model, tokens_per_s, device), **peak_mib(device)}
+
+
+# dense bf16 tensor-core peaks (vendor data sheets, no sparsity): MFU is reported where the device is known
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "V100": 125.0}
+
+
+def model_flops(model: torch.nn.Module, tokens_per_s: float, device: torch.device) -> dict[str, Any]:
+    """Training FLOP/s as 6 x parameters x tokens/s (forward 2N, backward 4N per token; attention
+    scores left out, the usual MFU convention) and, on a known GPU, its share of the bf16 peak."""
+    params = sum(p.numel() for p in model.parameters())
+    tflops = 6 * params * tokens_per_s / 1e12
+    out: dict[str, Any] = {"params": params, "model_tflops_per_s": tflops}
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+        if peak:
+            out.update(mfu=tflops / peak, peak_bf16_tflops=peak)
+    return out
 
 
 def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, batch_size: int,
@@ -72,28 +91,75 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
         trainer.remove_callback(PrinterCallback)  # it prints to stdout, which carries our JSON
         out = trainer.train()
     seconds = out.metrics["train_runtime"]
-    return {"tokens_per_s": steps * batch_size * mean_tokens / seconds, "seconds_per_step": seconds / steps,
-            "batch_size": batch_size, "steps": steps, **peak_mib(device)}
+    tokens_per_s = steps * batch_size * mean_tokens / seconds
+    return {"tokens_per_s": tokens_per_s, "seconds_per_step": seconds / steps,
+            "batch_size": batch_size, "steps": steps, **model_flops(model, tokens_per_s, device), **peak_mib(device)}
+
+
+ANCHOR_BATCH = 64  # what a user writes: `model.generate` over the contexts in input order, 64 at a time
+LOOP_CONTEXTS = 32  # the per-example loop (an extra line, not the anchor) runs on this many contexts
 
 
 def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfig,
                      device: torch.device) -> dict[str, Any]:
-    """Our batched, length-sorted generation vs a per-example `model.generate` loop."""
+    """Our generation (length-sorted token-budget batches, log-probs recorded while decoding) vs
+    the loop a user would write: `model.generate` over batches of 64 in input order, same
+    decoding. Both make exactly `max_new_tokens` tokens per response (min = max), so they do equal
+    work whatever the model says; the anchor returns no log-probs, ours does."""
+    import dataclasses
+
     from coral_cli.generator.sampling import generate_kwargs
 
+    g = dataclasses.replace(g, min_new_tokens=g.max_new_tokens)
+    kwargs = generate_kwargs(g, sort_free=False)  # HF's own top-p, as a user writes it
     reset_peak(device)
+    _sync(device)
     t0 = time.perf_counter()
     generate_for_contexts(policy, contexts, g)
-    batched = time.perf_counter() - t0
+    _sync(device)
+    ours = time.perf_counter() - t0
     ours_mem = peak_mib(device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for c in contexts:
-            ids, mask = policy.prompts([c], device)
-            policy.model.generate(input_ids=ids, attention_mask=mask, **generate_kwargs(g))
-    loop = time.perf_counter() - t0
-    return {"contexts": len(contexts), "batched_responses_per_s": len(contexts) / batched,
-            "loop_responses_per_s": len(contexts) / loop, "speedup": loop / batched, **ours_mem}
+
+    def loop(batch: int, items: list[list[int]]) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode(), _autocast(device):
+            for i in range(0, len(items), batch):
+                ids, mask = policy.prompts(items[i:i + batch], device)
+                policy.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    reset_peak(device)
+    batched = loop(ANCHOR_BATCH, contexts)
+    anchor_mem = peak_mib(device)
+    few = contexts[:LOOP_CONTEXTS]
+    single = loop(1, few)
+    return {
+        "contexts": len(contexts), "new_tokens_per_response": g.max_new_tokens,
+        "responses_per_s": len(contexts) / ours, **ours_mem,
+        "anchor": {"what": f"model.generate over batches of {ANCHOR_BATCH} in input order, same decoding and "
+                           "model, bf16 autocast on CUDA as ours, no log-probs",
+                   "responses_per_s": len(contexts) / batched, **anchor_mem},
+        "speedup": batched / ours,
+        "per_example_loop": {"what": f"model.generate one context at a time, first {len(few)} contexts",
+                             "responses_per_s": len(few) / single},
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device) -> Any:
+    """The same autocast our generation runs under (bf16 on CUDA, none on CPU)."""
+    import contextlib
+
+    from coral_cli.device import autocast_dtype
+
+    dtype = autocast_dtype(device)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def reward_speed(model: Any, contexts: list[list[int]], responses: list[list[int]], device: torch.device) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 - CE training throughput of our trainer vs transformers' Seq2SeqTrainer (same model, same pairs,
   its batch size = our mean examples per token-budget batch);
 - a CORAL mix-policy step vs a CE step (the cost of sampling + reward in the loop);
-- batched generation vs a per-example `model.generate` loop (responses/s);
+- our generation vs the loop a user writes: `model.generate` over batches of 64 in input order
+  (responses/s, equal outputs lengths; a per-example loop as an extra line);
 - reward scoring pairs/s of each retriever; peak memory of each stage.
 """
 
@@ -76,7 +77,8 @@ def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: 
         "machine": {"platform": platform.platform(), "device": describe_device(cfg.runtime.device),
                     "torch": torch.__version__},
         "sizes": {"generator": dataclasses.asdict(cfg.generator), "batch_tokens": cfg.train.batch_tokens,
-                  "mean_examples_per_batch": batch_size, "train_pairs": len(train), "retriever_backbone": cfg.retriever.backbone},
+                  "mean_examples_per_batch": batch_size, "train_pairs": len(train),
+                  "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},
         "ce_training": {"coral_trainer": ce, "hf_seq2seq_trainer": hf,
                         "throughput_ratio": ce["tokens_per_s"] / hf["tokens_per_s"]},
         "coral_mix_step": {"coral": coral, "ce": ce, "step_time_ratio": coral["seconds_per_step"] / ce["seconds_per_step"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from coral_cli import __version__
 from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
+from coral_cli.hub import is_hub_name
 from coral_cli.tokenizer import load_tokenizer
 
 FORMAT = "coral-generator"
@@ -172,8 +172,7 @@ def is_lm_spec(spec: str | Path) -> bool:
     if path.is_dir():
         return not (path / META_FILE).is_file() and (path / "config.json").is_file() and \
             _model_type(path) not in ("bart", None)
-    return str(spec) in REGISTRY or path.suffix == ".gguf" or bool(re.fullmatch(r"[\w.-]+/[\w.-]+(@[\w.-]+)?", str(spec))) \
-        and not str(spec).startswith(("runs/", "./", "../"))
+    return str(spec) in REGISTRY or path.suffix == ".gguf" or is_hub_name(str(spec))
 
 
 def zero_shot_policy(spec: str, device: torch.device | str) -> tuple[Policy, dict[str, Any]]:

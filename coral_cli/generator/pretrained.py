@@ -39,6 +39,7 @@ except ImportError:  # transformers 4.x: GGUF weights were always dequantized, w
 from coral_cli.atomic import _umask, atomic_directory, restore_interrupted
 from coral_cli.device import pick_device
 from coral_cli.errors import ENVIRONMENT_ERRNOS, AssetError, ConfigError, output_error
+from coral_cli.hub import hub_offline, no_network
 
 CACHE_ENV = "CORAL_CACHE_DIR"  # the same rule as coral_cli.data.encode.cache_dir
 CONVERT_VERSION = "1"  # bump when the conversion changes, to rebuild old cache folders
@@ -281,24 +282,12 @@ def _load_error(spec: str, local: bool, exc: Exception) -> AssetError:
     if local:
         return AssetError(f"cannot load the model in {spec}: {_first_line(exc)}",
                           "pass a folder written by save_pretrained (config.json, *.safetensors, tokenizer files)")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or no_network(exc)
+    offline = hub_offline() or no_network(exc)
     if offline:
         return AssetError(f"cannot download {spec}: no internet (or HF_HUB_OFFLINE=1)",
                           "pass a local folder or a .gguf file, or use the bundled model 'smollm2'")
     return AssetError(f"cannot load {spec} from the Hugging Face hub: {_first_line(exc)}",
                       "check the name (org/name[@revision]) and that it is a causal or seq2seq LM")
-
-
-def no_network(exc: BaseException | None) -> bool:
-    """Whether `exc` or what it wraps says the hub could not be reached (not that the name is wrong)."""
-    while exc is not None:
-        name = type(exc).__name__
-        if name == "LocalEntryNotFoundError" or "Connect" in name or "Timeout" in name:
-            return True
-        if "couldn't connect" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,9 +15,12 @@ def run_of(spec: TableSpec, stage: StageSpec) -> RunDir:
 
 
 def checkpoint_of(spec: TableSpec, stage: StageSpec) -> Path:
-    """The model a stage hands on: a given checkpoint, else best/ (last/ when no evaluation saved one)."""
+    """The model a stage hands on: a given checkpoint, the model of the stage it names as
+    `generator`, else best/ (last/ when no evaluation saved one)."""
     if stage.checkpoint is not None:
         return stage.checkpoint
+    if stage.generator:
+        return checkpoint_of(spec, spec.stage(stage.generator))
     run = run_of(spec, stage)
     best = run.checkpoint("best")
     return best if best.exists() or not run.checkpoint("last").exists() else run.checkpoint("last")

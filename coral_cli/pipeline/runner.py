@@ -53,6 +53,9 @@ def stage_config(spec: TableSpec, stage: StageSpec, extra_sets: tuple[str, ...] 
 def stage_state(spec: TableSpec, stage: StageSpec) -> StageState:
     if stage.checkpoint is not None:
         return StageState("external", str(stage.checkpoint))
+    if stage.generator:
+        return StageState("external", f"{stage.generator}'s model"
+                          + (f", best of {stage.candidates}" if stage.rerank_with else ""))
     run = run_of(spec, stage)
     records = run.read_metrics()
     if records and records[-1].get("event") == "end" and checkpoint_of(spec, stage).exists():
@@ -102,6 +105,9 @@ class TableRunner:
                                   "train it first, or give the stage a recipe instead")
             self.notify(stage.name, f"uses {stage.checkpoint}")
             return
+        if stage.generator:
+            self.notify(stage.name, f"uses the model of stage '{stage.generator}'")
+            return
         run = run_of(self.spec, stage)
         if stage.reward and not checkpoint_of(self.spec, self.spec.stage(stage.reward)).exists():
             raise ConfigError(f"stage '{stage.name}' needs the reward of stage '{stage.reward}', which has no checkpoint yet",
@@ -150,28 +156,53 @@ class TableRunner:
                 f"pass --restart {stage.name} to retrain it, or undo the recipe change")
 
     def generate(self, stage: StageSpec) -> None:
-        """The recipe's [generate] decoding for every pair of the split, in order."""
+        """The recipe's [generate] decoding for every pair of the split, in order; with
+        `rerank_with`, `candidates` samples each and the ranker's best as the response."""
         from coral_cli.device import pick_device
         from coral_cli.generation.outputs import write_generation
         from coral_cli.generation.requests import split_requests
-        from coral_cli.generation.responses import generate_for_contexts
+        from coral_cli.generation.responses import generate_for_contexts, rerank
         from coral_cli.generator.model import load_policy
+        from coral_cli.rewards.checkpoint import load_reward
 
         checkpoint, out = checkpoint_of(self.spec, stage), predictions_path(self.spec, stage.name)
+        if stage.generator and not checkpoint.exists() and not is_lm_spec(checkpoint):
+            raise ConfigError(f"stage '{stage.name}' needs the model of stage '{stage.generator}', which has no "
+                              f"checkpoint yet", f"run the table without --only, or with --only {stage.generator} first")
         cfg = self._config(stage)
-        built_from = [checkpoint] if checkpoint.exists() else []  # a pretrained LM by name: its decoding decides
-        if _fresh(out, built_from) and _decoded_with(out, dataclasses.asdict(cfg.generate)):
+        ranker = self._ranker(stage)
+        if ranker is not None and cfg.generate.strategy == "greedy":
+            raise ConfigError(f"stage '{stage.name}': reranking needs distinct candidates, but greedy decoding gives one",
+                              f"add set = [\"generate.strategy='nucleus'\"] to the stage")
+        source = {"dataset": cfg.data.dataset, "split": self.spec.split,
+                  **({"reranked_by": str(ranker)} if ranker else {})}
+        # a pretrained LM by name: its decoding decides
+        built_from = [p for p in (checkpoint, ranker) if p is not None and p.exists()]
+        if _fresh(out, built_from) and _decoded_with(out, dataclasses.asdict(cfg.generate), source.get("reranked_by")):
             self.notify(stage.name, f"predictions up to date: {out}")
             return
         policy, meta = load_policy(checkpoint, pick_device(cfg.runtime.device))
+        reward = load_reward(ranker, policy.device) if ranker else None  # fail before generating
         cfg.data.max_context_tokens = meta.get("data", {}).get("max_context_tokens", cfg.data.max_context_tokens)
         requests = split_requests(cfg.data, self.spec.split, policy)
-        self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})")
+        n = cfg.generate.num_return_sequences
+        self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})"
+                    + (f", the best of {n} by {ranker}" if ranker else ""))
         t0 = time.perf_counter()
         with self.count_view(f"{stage.name}: generating", len(requests)) as advance:
             results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate, advance)
-        source = {"dataset": cfg.data.dataset, "split": self.spec.split}
+        if reward is not None:
+            results = rerank(results, [r["context"] for r in requests], reward, str(ranker))
         write_generation(out, requests, results, cfg.generate, checkpoint, source, time.perf_counter() - t0)
+
+    def _ranker(self, stage: StageSpec) -> Path | None:
+        """The reranker of a `rerank_with` row: an earlier retriever stage's checkpoint, or a folder."""
+        if not stage.rerank_with:
+            return None
+        names = {s.name for s in self.spec.stages}
+        if stage.rerank_with in names:
+            return checkpoint_of(self.spec, self.spec.stage(stage.rerank_with))
+        return Path(stage.rerank_with)
 
     def evaluate(self, stage: StageSpec) -> None:
         """The paper's metrics, MAUDE with the table's evaluators, and R3 of the stage's own reward."""
@@ -223,12 +254,17 @@ class TableRunner:
     def _config(self, stage: StageSpec) -> CoralConfig:
         """The stage's config for generating and scoring: its data limited to the table's `max_pairs`
         of the split (training read the stage's own `data.max_pairs`)."""
-        if stage.recipe is None:  # a given checkpoint: defaults plus the table's settings
+        if stage.generator:  # another stage's model: that stage's config with this stage's sets on top
+            base = self.spec.stage(stage.generator)
+            cfg = self._config(dataclasses.replace(base, sets=(*base.sets, *stage.sets)))
+        elif stage.recipe is None:  # a given checkpoint: defaults plus the table's settings
             overrides = dict(parse_assignment(s) for s in (*self.spec.sets, *stage.sets, *self.extra_sets))
             cfg = resolve(None, overrides)
         else:
             cfg = stage_config(self.spec, stage, self.extra_sets)
         cfg.data.max_pairs = self.spec.max_pairs
+        if stage.candidates:
+            cfg.generate.num_return_sequences = stage.candidates
         return cfg
 
 
@@ -240,10 +276,11 @@ def _fresh(target: Path, sources: list[Path]) -> bool:
     return all(_mtime(s) <= built for s in sources)
 
 
-def _decoded_with(predictions: Path, generate: dict[str, Any]) -> bool:
-    """The predictions' sidecar records this [generate] section."""
+def _decoded_with(predictions: Path, generate: dict[str, Any], reranked_by: str | None = None) -> bool:
+    """The predictions' sidecar records this [generate] section (and this reranker)."""
     try:
-        return json.loads(Path(f"{predictions}.config.json").read_text(encoding="utf-8"))["generate"] == generate
+        sidecar = json.loads(Path(f"{predictions}.config.json").read_text(encoding="utf-8"))
+        return sidecar["generate"] == generate and sidecar.get("reranked_by") == reranked_by
     except (OSError, ValueError, KeyError):
         return False
 

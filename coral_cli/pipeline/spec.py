@@ -22,7 +22,21 @@ label = "CORAL-BERT (mix-policy)"
 set = ["train.max_steps=100"]              # --set overrides for this stage only
 ```
 
-A stage may name `checkpoint = "DIR"` instead of `recipe` to use a model trained elsewhere.
+A stage may name `checkpoint = "DIR"` instead of `recipe` to use a model trained elsewhere, or
+`generator = "<an earlier generator stage>"` to make another row from that stage's model. A row
+reranks (the paper's DialogRPT rows) with `rerank_with` (a retriever stage, a reward checkpoint
+folder or a Hugging Face classifier) and `candidates = N`: N samples per context, the one the
+ranker scores highest is the row's response.
+
+```toml
+[[stage]]
+name = "smollm2-zs-rerank"
+train = "generator"
+generator = "smollm2-zs"                   # that row's model, not trained again
+rerank_with = "reward-dmi"                 # f_R picks the best of the candidates
+candidates = 8
+row = "dialogrpt-zs"
+```
 """
 
 from __future__ import annotations
@@ -70,6 +84,10 @@ class StageEntry:
     train: str = opt("", "what the stage trains", choices=KINDS)
     recipe: str = opt("", "its recipe, relative to the table file (or give checkpoint)")
     checkpoint: str = opt("", "a model trained elsewhere (instead of recipe)")
+    generator: str = opt("", "generators: the earlier generator stage whose model this row uses (instead of recipe)")
+    rerank_with: str = opt("", "generators: a retriever stage, reward folder or HF classifier that picks the best "
+                               "of `candidates` samples (the paper's DialogRPT rows)")
+    candidates: int = opt(0, "generators: samples per context for rerank_with", min=0)
     set: list[str] = opt([], "--set overrides for this stage only")
     reward: str = opt("", "generators: the retriever stage whose best checkpoint is the R3 reward")
     row: str = opt("", "generators: the paper's row next to it")
@@ -80,8 +98,13 @@ class StageEntry:
             [f"name = '{self.name}' must be usable as a folder name"]
         if not self.train:
             out.append(f"train is missing: choose from {', '.join(KINDS)}")
-        if bool(self.recipe) == bool(self.checkpoint):
-            out.append("give exactly one of recipe (train it) or checkpoint (use a trained one)")
+        if sum(map(bool, (self.recipe, self.checkpoint, self.generator))) != 1:
+            out.append("give exactly one of recipe (train it), checkpoint (use a trained one) or generator "
+                       "(an earlier generator stage's model)")
+        if bool(self.rerank_with) != (self.candidates > 0):
+            out.append("rerank_with and candidates go together (rerank N candidates per context)")
+        elif self.rerank_with and self.candidates < 2:
+            out.append(f"candidates = {self.candidates}: reranking needs at least 2")
         return out + _bad_sets(self.set)
 
 
@@ -105,6 +128,9 @@ class StageSpec:
     reward: str = ""
     row: str = ""
     label: str = ""
+    generator: str = ""  # an earlier generator stage whose model this row uses
+    rerank_with: str = ""  # a retriever stage name, or a reward / classifier folder or hub name
+    candidates: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +191,8 @@ def _stage(entry: StageEntry, base: Path, errors: list[str]) -> StageSpec:
         errors.append(f"stage '{entry.name}': recipe {recipe} not found")
     return StageSpec(name=entry.name, kind=entry.train, recipe=recipe,
                      checkpoint=Path(entry.checkpoint) if entry.checkpoint else None, sets=tuple(entry.set),
-                     reward=entry.reward, row=entry.row, label=entry.label or entry.name)
+                     reward=entry.reward, row=entry.row, label=entry.label or entry.name,
+                     generator=entry.generator, rerank_with=entry.rerank_with, candidates=entry.candidates)
 
 
 def _bad_sets(sets: list[str]) -> list[str]:
@@ -180,8 +207,12 @@ def _check_references(stages: list[StageSpec], table: TableSection, errors: list
             errors.append(f"stage name '{s.name}' is used twice")
         if s.reward:
             _refers(f"stage '{s.name}': reward", s.reward, seen, errors)
-        if s.kind == "retriever" and (s.reward or s.row):
-            errors.append(f"stage '{s.name}': reward and row belong to generator stages")
+        if s.kind == "retriever" and (s.reward or s.row or s.generator or s.rerank_with):
+            errors.append(f"stage '{s.name}': reward, row, generator and rerank_with belong to generator stages")
+        if s.generator:
+            _refers(f"stage '{s.name}': generator", s.generator, seen, errors, "generator")
+        if s.rerank_with in seen:
+            _refers(f"stage '{s.name}': rerank_with", s.rerank_with, seen, errors)
         if s.row and table.paper in PAPER_TABLES and s.row not in PAPER_TABLES[table.paper]["rows"]:
             close = difflib.get_close_matches(s.row, PAPER_TABLES[table.paper]["rows"], n=1)
             errors.append(f"stage '{s.name}': row '{s.row}' is not in the paper's {table.paper} table"
@@ -191,9 +222,9 @@ def _check_references(stages: list[StageSpec], table: TableSection, errors: list
         _refers(f"[table] evaluators.{column}", str(stage), seen, errors)
 
 
-def _refers(where: str, name: str, seen: dict[str, StageSpec], errors: list[str]) -> None:
+def _refers(where: str, name: str, seen: dict[str, StageSpec], errors: list[str], kind: str = "retriever") -> None:
     if name not in seen:
         close = difflib.get_close_matches(name, list(seen), n=1)
         errors.append(f"{where} = '{name}' is not an earlier stage" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    elif seen[name].kind != "retriever":
-        errors.append(f"{where} = '{name}' is a {seen[name].kind} stage, not a retriever")
+    elif seen[name].kind != kind:
+        errors.append(f"{where} = '{name}' is a {seen[name].kind} stage, not a {kind}")

@@ -20,6 +20,7 @@ from coral_cli import __version__
 from coral_cli.config.schema import RetrieverConfig
 from coral_cli.config.typed import build
 from coral_cli.errors import AssetError, ConfigError
+from coral_cli.hub import hub_offline, is_hub_name, no_network
 from coral_cli.registry import REWARDS
 from coral_cli.rewards.base import RewardModel, SpecialIds
 from coral_cli.tokenizer import load_tokenizer
@@ -86,9 +87,28 @@ def save_reward(model: RewardModel, folder: str | Path, extra: dict[str, Any] | 
     return folder
 
 
+def hub_folder(spec: str | Path) -> Path:
+    """A local folder as it is; a hub name (`org/name`, e.g. microsoft/DialogRPT-updown) that is no
+    local path: its downloaded snapshot (users with internet; offline, one clear error)."""
+    folder = Path(spec)
+    if folder.exists() or not is_hub_name(str(spec)):
+        return folder
+    from huggingface_hub import snapshot_download
+
+    name, _, revision = str(spec).partition("@")
+    try:
+        return Path(snapshot_download(name, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]))
+    except Exception as exc:  # the hub raises many error types; each becomes one message
+        if no_network(exc) or hub_offline():
+            raise AssetError(f"cannot download {spec}: no internet (or HF_HUB_OFFLINE=1)",
+                             "download it where there is internet and pass the local folder") from None
+        raise AssetError(f"cannot download {spec} from the Hugging Face hub: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                         "check the name (org/name) or pass a local folder") from None
+
+
 def read_reward_meta(folder: str | Path) -> dict[str, Any]:
     """config.json of a reward checkpoint, checked to be one."""
-    folder = Path(folder)
+    folder = hub_folder(folder)
     cfg_file = folder / "config.json"
     if not folder.is_dir() or not cfg_file.is_file():
         raise AssetError(f"not a checkpoint folder: {folder} (no config.json)",
@@ -108,8 +128,8 @@ def read_reward_meta(folder: str | Path) -> dict[str, Any]:
 
 
 def load_reward(folder: str | Path, device: torch.device | str = "cpu") -> RewardModel:
-    """Load a reward checkpoint for scoring: eval mode, frozen, on `device`."""
-    folder = Path(folder)
+    """Load a reward checkpoint (or a hub classifier by name) for scoring: eval mode, frozen, on `device`."""
+    folder = hub_folder(folder)
     meta = read_reward_meta(folder)
     cls = REWARDS.get(meta["model"])
     errors: list[str] = []

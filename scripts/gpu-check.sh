@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One GPU check at the paper's sizes (issue 16), about 6 minutes on one H100/H200:
+#   1. `coral bench` with the paper's generator (6+6 layers, d = 1,024, 16,384-token batches):
+#      CE vs Seq2SeqTrainer, a CORAL mix-policy step vs a CE step, generation vs a batched
+#      `model.generate` loop, reward scoring;
+#   2. a short CE training of that generator, then the time to generate all 5,740 DailyDialog test
+#      responses (nucleus p 0.9, <= 40 tokens), with a look at what it says.
+# Needs coral installed as the README says and a CUDA device. Writes OUT_DIR (default gpu-check/):
+# env.json, bench.json, train.log, test-predictions.jsonl (+ .config.json), eval.json, summary.json;
+# the trained generator goes to RUNS_DIR (default OUT_DIR/runs).
+# Smaller (a CPU dry run): STEPS=3 CONTEXTS=16 PAIRS=16 TRAIN_STEPS=2 MAX_PAIRS=64 SETS="generator.d_model=64 ..."
+#   bash scripts/gpu-check.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-gpu-check}
+steps=${STEPS:-30} contexts=${CONTEXTS:-1000} pairs=${PAIRS:-5000} train_steps=${TRAIN_STEPS:-400}
+device=${DEVICE:-cuda} runs=${RUNS_DIR:-$out/runs}
+sets=()
+for s in ${SETS:-}; do sets+=(--set "$s"); done
+limit=()
+[ -n "${MAX_PAIRS:-}" ] && limit=(--max-pairs "$MAX_PAIRS")
+mkdir -p "$out"
+t0=$SECONDS
+stamp() { echo "[$(( SECONDS - t0 ))s] $*" >&2; }
+
+coral env --json --device "$device" > "$out/env.json"
+stamp "bench at paper size"
+coral bench --recipe recipes/dailydialog/coral-bert-mix.toml --device "$device" --steps "$steps" \
+  --contexts "$contexts" --pairs "$pairs" --rewards bert,esim,dmi "${limit[@]}" "${sets[@]}" --out "$out/bench.json"
+
+stamp "CE training, $train_steps steps"
+rm -rf "$runs/ce"
+t_train=$SECONDS
+coral coral train --recipe recipes/dailydialog/ce.toml --device "$device" --max-steps "$train_steps" \
+  --set runtime.runs_dir="$runs" --set train.warmup_steps=100 --set train.lr=5e-4 \
+  --set train.eval_every=1000000 --set train.save_every=1000000 --set train.log_every=50 \
+  "${limit[@]}" "${sets[@]}" --name ce > "$out/train.log" 2>&1 || { tail -20 "$out/train.log"; exit 1; }
+train_s=$(( SECONDS - t_train ))
+
+stamp "generating the DailyDialog test responses"
+ckpt="$runs/ce/checkpoints/last"
+coral generate -c "$ckpt" --split test --device "$device" --strategy nucleus --top-p 0.9 \
+  --max-new-tokens 40 --seed 0 "${limit[@]}" -o "$out/test-predictions.jsonl"
+coral evaluate -p "$out/test-predictions.jsonl" --metrics avg_len,bleu,distinct --json > "$out/eval.json"
+
+python - "$out" "$train_s" "$train_steps" <<'PY'
+import json, sys
+from pathlib import Path
+out, train_s, train_steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+bench = json.loads((out / "bench.json").read_text())
+gen = json.loads((out / "test-predictions.jsonl.config.json").read_text())
+ev = json.loads((out / "eval.json").read_text())
+rows = [json.loads(line) for line in (out / "test-predictions.jsonl").open()]
+summary = {
+    "device": bench["machine"]["device"], "commit": bench["commit"],
+    "ce_tokens_per_s": {"coral": bench["ce_training"]["coral_trainer"]["tokens_per_s"],
+                        "seq2seq_trainer": bench["ce_training"]["hf_seq2seq_trainer"]["tokens_per_s"],
+                        "ratio": bench["ce_training"]["throughput_ratio"]},
+    "coral_mix_step_over_ce_step": bench["coral_mix_step"]["step_time_ratio"],
+    "generation_responses_per_s": {"coral": bench["generation"]["responses_per_s"],
+                                   "batched_generate_loop": bench["generation"]["anchor"]["responses_per_s"],
+                                   "ratio": bench["generation"]["speedup"]},
+    "reward_pairs_per_s": {k: v["pairs_per_s"] for k, v in bench["reward_scoring"].items()},
+    "ce_training": {"steps": train_steps, "seconds": train_s},
+    "test_generation": {"responses": gen["count"], "seconds": gen["seconds"],
+                        "responses_per_s": gen["count"] / max(gen["seconds"], 1e-9)},
+    "test_metrics": {k: ev["metrics"].get(k) for k in ("avg_len", "BLEU", "Dist-1", "Dist-2")},
+    "warnings": ev.get("warnings", []),
+    "samples": [{"context": r["context"][-1], "response": r["response"], "reference": r.get("reference")}
+                for r in rows[:: max(1, len(rows) // 5)][:5]],
+}
+(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(summary, indent=2))
+PY
+stamp "done -> $out/summary.json"
