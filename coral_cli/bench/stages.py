@@ -97,7 +97,7 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
 
 
 ANCHOR_BATCH = 64  # what a user writes: `model.generate` over the contexts in input order, 64 at a time
-LOOP_CONTEXTS = 32  # the per-example loop (an extra line, not the anchor) runs on this many contexts
+LOOP_CONTEXTS = 16  # the per-example loop (an extra line, not the anchor) runs on this many contexts
 
 
 def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfig,
