@@ -50,6 +50,7 @@ def evaluate(
     from coral_cli.device import pick_device
     from coral_cli.metrics.predictions import attach_contexts, attach_references, read_predictions
     from coral_cli.metrics.report import check_gate_names, check_gates, default_families, metric_names
+    from coral_cli.metrics.bootstrap import items_path, write_items
     from coral_cli.metrics.report import evaluate as run_evaluation
 
     chosen = _families(metrics, bleu)
@@ -71,6 +72,7 @@ def evaluate(
     check_gate_names({**under, **over}, metric_names(chosen, evaluators, reward_checkpoint))
     with err.status("scoring"):
         report = run_evaluation(ps, chosen, bleu, evaluators, reward_checkpoint, margin, pick_device(device or "auto"))
+    items = report.pop("items")
     report["gates"] = check_gates(report, under, over)
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
@@ -78,6 +80,7 @@ def evaluate(
         from coral_cli.textio import write_text
 
         write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_items(items_path(out_file), items)  # per-context scores: `coral evaluate compare --bootstrap`
     if json:
         print_json(report)
     else:
@@ -94,14 +97,34 @@ def evaluate(
 def compare(
     reports: Annotated[list[Path], typer.Argument(help="JSON reports of 'coral evaluate --json'.")],
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
+    bootstrap: Annotated[int, typer.Option(help="Paired bootstrap resamples over the test contexts: a 95 % interval "
+                                                "and p-value for each difference (0 = off; needs the reports' "
+                                                ".items.json, written by 'coral evaluate --out').", min=0)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    json: Json = False,
 ) -> None:
-    """Side-by-side metrics of several reports, with deltas against the first."""
+    """Side-by-side metrics of several reports, with deltas against the first (and with
+    --bootstrap N, paired-bootstrap intervals and p-values: * marks p < 0.05)."""
     from coral_cli.metrics.report import higher_is_better
 
     loaded = [_load_report(p) for p in reports]
+    tests: list[dict[str, Any]] = [{} for _ in reports]
+    if bootstrap:
+        from coral_cli.metrics.bootstrap import paired_bootstrap, read_items
+
+        items = [read_items(p) for p in reports]
+        with err.status(f"bootstrap: {bootstrap} paired resamples"):
+            tests = [{}] + [paired_bootstrap(items[0], b, bootstrap, seed) for b in items[1:]]
     names = list(dict.fromkeys(k for r in loaded for k in r["metrics"]))
     stems = [p.stem for p in reports]  # runs/<row>/test-eval.json: name each by its folder when stems repeat
     header = ["metric"] + (stems if len(set(stems)) == len(stems) else [f"{p.parent.name}/{p.stem}" for p in reports])
+    if json:
+        print_json({"reports": [str(p) for p in reports], "columns": header[1:],
+                    "metrics": {n: [r["metrics"].get(n) for r in loaded] for n in names},
+                    "bootstrap": {"resamples": bootstrap, "seed": seed, "alpha": 0.05,
+                                  "vs_first": [{"report": str(p), **({"tests": t} if t else {})}
+                                               for p, t in zip(reports[1:], tests[1:])]} if bootstrap else None})
+        return
     rows = []
     for name in names:
         base = loaded[0]["metrics"].get(name)
@@ -111,6 +134,10 @@ def compare(
             cell = "-" if v is None else f"{v:.4f}"
             if i and v is not None and base is not None:
                 cell += f" ({v - base:+.4f})"
+                t = tests[i].get(name)
+                if t:
+                    p = f"p<{1 / bootstrap:.3g}" if t["p"] == 0 else f"p={t['p']:.3f}"
+                    cell += f" [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}] {p}" + ("*" if t["significant"] else "")
             cells.append(cell)
         rows.append(cells)
     if markdown:
@@ -118,10 +145,15 @@ def compare(
         typer.echo("|" + "---|" * len(header))
         for row in rows:
             typer.echo("| " + " | ".join(row) + " |")
+        if bootstrap:
+            typer.echo(f"\n(difference vs the first) [95 % paired-bootstrap interval, {bootstrap} resamples over "
+                       "the test contexts] p-value; * p < 0.05")
         return
     from rich.table import Table
 
-    table = Table(title="coral evaluate compare (deltas vs the first)", title_justify="left")
+    title = "coral evaluate compare (deltas vs the first" + (f"; [95 % interval] p, {bootstrap} paired resamples, "
+                                                           "* p < 0.05)" if bootstrap else ")")
+    table = Table(title=title, title_justify="left")
     for h in header:
         table.add_column(h, justify="left" if h == "metric" else "right")
     for row in rows:

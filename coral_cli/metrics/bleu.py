@@ -64,3 +64,47 @@ def self_bleu(samples: Sequence[Sequence[str]]) -> float:
             others = toks[:i] + toks[i + 1 :]
             values.append(sentence_bleu(others, hyp, smoothing_function=smooth))
     return sum(values) / len(values) if values else 0.0
+
+
+def bleu_item_stats(predictions: Sequence[str], references: Sequence[str], variant: str) -> list[list[float]]:
+    """Per-response statistics from which corpus BLEU-4 of any resample is rebuilt exactly
+    (`bleu_from_stats`): sacrebleu's segment statistics [hyp_len, ref_len, matches 1..4, totals
+    1..4], nltk's clipped counts in the same layout, or for nltk-sentence the sentence BLEU-4."""
+    if variant == "sacrebleu":
+        from sacrebleu.metrics import BLEU
+
+        metric = BLEU(max_ngram_order=4, lowercase=True, force=True)
+        return [list(map(float, s)) for s in metric._extract_corpus_statistics(list(predictions), [list(references)])]
+    from nltk.translate.bleu_score import SmoothingFunction, modified_precision, sentence_bleu
+
+    if variant == "nltk-sentence":
+        smooth = SmoothingFunction().method1
+        return [[sentence_bleu([words(r)], words(p), smoothing_function=smooth)] for p, r in zip(predictions, references)]
+    out = []
+    for p, r in zip(predictions, references):
+        hyp, ref = words(p), words(r)
+        fracs = [modified_precision([ref], hyp, n) for n in range(1, 5)]
+        out.append([float(len(hyp)), float(len(ref)), *(float(f.numerator) for f in fracs),
+                    *(float(f.denominator) for f in fracs)])
+    return out
+
+
+def bleu_from_stats(stats: Sequence[float], variant: str, count: int) -> float:
+    """Corpus BLEU-4 (0-1) of summed `bleu_item_stats` over `count` responses: what
+    `bleu_scores(...)['BLEU']` gives on those responses."""
+    if variant == "nltk-sentence":
+        return float(stats[0]) / max(1, count)
+    if variant == "sacrebleu":
+        from sacrebleu.metrics import BLEU
+
+        metric = BLEU(max_ngram_order=4, lowercase=True, force=True)
+        return metric._compute_score_from_stats([int(round(x)) for x in stats]).score / 100
+    import math
+
+    hyp_len, ref_len, matches, totals = stats[0], stats[1], stats[2:6], stats[6:10]
+    if matches[0] == 0 or hyp_len == 0:  # nltk corpus_bleu returns 0 without any unigram match
+        return 0.0
+    # smoothing method1: a zero count of matches becomes epsilon = 0.1
+    logs = [math.log((m if m else 0.1) / t) for m, t in zip(matches, totals) if t]
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return bp * math.exp(sum(logs) / 4)

@@ -27,5 +27,10 @@ def describe(checkpoint: str | Path) -> dict[str, Any]:
 
 def mean_reward(checkpoint: str | Path, contexts: list[list[str]], responses: list[str], device: Any) -> float:
     """Mean f_R over the pairs, scored in batches on `device`."""
+    return float(sum(item_rewards(checkpoint, contexts, responses, device))) / max(1, len(responses))
+
+
+def item_rewards(checkpoint: str | Path, contexts: list[list[str]], responses: list[str], device: Any) -> list[float]:
+    """f_R of each pair, scored in batches on `device` (the per-context scores a bootstrap resamples)."""
     model = load_reward(checkpoint, device)
-    return float(model.score(contexts, responses).mean())
+    return [float(x) for x in model.score(contexts, responses).tolist()]

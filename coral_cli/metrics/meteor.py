@@ -85,10 +85,16 @@ def load_wordnet():
 
 def meteor(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, dict]:
     """Mean sentence METEOR (nltk defaults: alpha 0.9, beta 3, gamma 0.5, Porter stemmer)."""
+    values, settings = meteor_items(predictions, references)
+    return sum(values) / max(1, len(values)), settings
+
+
+def meteor_items(predictions: Sequence[str], references: Sequence[str]) -> tuple[list[float], dict]:
+    """Each response's sentence METEOR, and the settings used."""
     from nltk.translate.meteor_score import meteor_score
 
     wn = load_wordnet()
     values = [meteor_score([words(r)], words(p), wordnet=wn) for p, r in zip(predictions, references)]
     settings = {"implementation": "nltk.translate.meteor_score", "wordnet": str(wordnet_folder()),
                 "wordnet_version": wn.get_version(), "tokenize": "lowercase + whitespace"}
-    return sum(values) / max(1, len(values)), settings
+    return values, settings

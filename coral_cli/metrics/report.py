@@ -11,10 +11,10 @@ from typing import Any
 from coral_cli import __version__
 from coral_cli.errors import CoralError
 from coral_cli.metrics import maude
-from coral_cli.metrics.bleu import bleu_scores, self_bleu
+from coral_cli.metrics.bleu import bleu_item_stats, bleu_scores, self_bleu
 from coral_cli.metrics.collapse import check_collapse
-from coral_cli.metrics.lexical import average_length, distinct_n
-from coral_cli.metrics.meteor import meteor
+from coral_cli.metrics.lexical import average_length, distinct_n, words
+from coral_cli.metrics.meteor import meteor_items
 from coral_cli.metrics.predictions import PredictionSet
 
 LOWER_IS_BETTER = {"self-BLEU"}  # every other metric is better when higher
@@ -53,8 +53,12 @@ REPORT_KEYS = ("metrics", "counts", "settings", "source", "collapse", "warnings"
 def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, evaluators: dict[str, str],
              reward_checkpoint: str | None, margin: float, device: Any) -> dict[str, Any]:
     """Compute the requested metric families; those that need what is missing are an error.
-    The collapse alarms (`metrics.collapse`) always run: they are cheap and catch what BLEU hides."""
+    The collapse alarms (`metrics.collapse`) always run: they are cheap and catch what BLEU hides.
+    The report's "items" holds the per-context numbers a paired bootstrap resamples
+    (`metrics.bootstrap`); callers write it to its side file and keep it out of the summary."""
     out: dict[str, Any] = {}
+    items: dict[str, Any] = {"count": len(ps), "responses": list(ps.predictions),
+                             "references": list(ps.references) if ps.references else None}
     settings: dict[str, Any] = {"words": "lowercase + whitespace"}
     collapse, warnings = check_collapse(ps.predictions, ps.references)
     refs_needed = {"bleu", "meteor"} & set(metrics)
@@ -63,13 +67,16 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
                          "pass --references FILE, predictions with a 'reference', or --metrics without them")
     if "avg_len" in metrics:
         out["avg_len"] = average_length(ps.predictions)
+        items["avg_len"] = [len(words(p)) for p in ps.predictions]
     if "distinct" in metrics:
         out["Dist-1"], out["Dist-2"] = distinct_n(ps.predictions, 1), distinct_n(ps.predictions, 2)
     if "bleu" in metrics:
         scores, settings["bleu"] = bleu_scores(ps.predictions, ps.references, bleu_variant)
         out.update(scores)
+        items["bleu"] = {"variant": bleu_variant, "stats": bleu_item_stats(ps.predictions, ps.references, bleu_variant)}
     if "meteor" in metrics:
-        out["METEOR"], settings["meteor"] = meteor(ps.predictions, ps.references)
+        items["METEOR"], settings["meteor"] = meteor_items(ps.predictions, ps.references)
+        out["METEOR"] = sum(items["METEOR"]) / max(1, len(ps))
     if "self-bleu" in metrics and any(len(s) > 1 for s in ps.samples):
         out["self-BLEU"] = self_bleu(ps.samples)
     scored = {k for k in ("maude", "r3") if k in metrics and (evaluators if k == "maude" else reward_checkpoint)}
@@ -81,14 +88,15 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
         for name, path in evaluators.items():
             info = maude.describe(path)
             settings["evaluators"][name] = info
-            out[f"MAUDE-{name}"] = maude.mean_reward(path, ps.contexts, ps.predictions, device)
+            items[f"MAUDE-{name}"] = maude.item_rewards(path, ps.contexts, ps.predictions, device)
+            out[f"MAUDE-{name}"] = sum(items[f"MAUDE-{name}"]) / max(1, len(ps))
             if reward_sha and info["sha1"] == reward_sha:
                 warnings.append(f"evaluator '{name}' is the very checkpoint that served as the training reward: "
                                 "its score measures the training objective, not quality (use an independently "
                                 "trained evaluator)")
     if "r3" in scored:
-        f = maude.mean_reward(reward_checkpoint, ps.contexts, ps.predictions, device)
-        out["R3"] = f - margin
+        items["R3"] = [f - margin for f in maude.item_rewards(reward_checkpoint, ps.contexts, ps.predictions, device)]
+        out["R3"] = sum(items["R3"]) / max(1, len(ps))
         settings["reward"] = {**maude.describe(reward_checkpoint), "margin": margin}
     return {
         "metrics": out,
@@ -101,6 +109,7 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
         "warnings": warnings,
         "gates": [],
         "versions": versions(),
+        "items": items,
     }
 
 

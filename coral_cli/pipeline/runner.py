@@ -227,6 +227,7 @@ class TableRunner:
 
     def _evaluate(self, name: str, families: tuple[str, ...], reward: str | None, margin: float, device: str) -> None:
         from coral_cli.device import pick_device
+        from coral_cli.metrics.bootstrap import items_path, write_items
         from coral_cli.metrics.predictions import read_predictions
         from coral_cli.metrics.report import evaluate
 
@@ -239,7 +240,8 @@ class TableRunner:
             else:  # only with --only: the evaluator's stage has not run yet
                 self.notify(name, f"warning: MAUDE-{col} left out: stage '{st}' has no checkpoint yet ({path})")
         inputs = [preds, *map(Path, evaluators.values()), *([Path(reward)] if reward else [])]
-        if _fresh(out, inputs) and _same_settings(out, self.spec.bleu if "bleu" in families else None, evaluators):
+        if _fresh(out, inputs) and _same_settings(out, self.spec.bleu if "bleu" in families else None, evaluators) \
+                and items_path(out).exists():
             self.notify(name, f"evaluation up to date: {out}")
             return
         self.notify(name, f"evaluating {preds.name} ({', '.join(families)})")
@@ -249,6 +251,7 @@ class TableRunner:
         report["seconds"] = round(time.perf_counter() - t0, 2)
         for warning in report["warnings"]:
             self.notify(name, f"warning: {warning}")
+        write_items(items_path(out), report.pop("items"))  # first: the report's date vouches for both
         atomic_write_text(out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
     def _config(self, stage: StageSpec) -> CoralConfig:
