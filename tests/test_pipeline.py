@@ -346,3 +346,38 @@ def test_rerank_and_generator_keys_are_checked(tmp_path):
     both = TABLE + RERANK.replace('generator = "ce"', 'generator = "ce"\nrecipe = "generator.toml"')
     with pytest.raises(ConfigError, match="give exactly one of recipe"):
         read_table(write_table(tmp_path / "both", both))
+
+
+def test_seeds_repeat_each_trained_row_with_the_next_training_seeds(tmp_path):
+    path = write_table(tmp_path / "t", TABLE.replace('max_pairs = 48', 'max_pairs = 48\nseeds = 3\ncompare_to = "ce"'))
+    spec = read_table(path)
+    assert [s.name for s in spec.rows] == ["ce", "ce-seed1", "ce-seed2", "coral-mix", "coral-mix-seed1", "coral-mix-seed2"]
+    assert [stage_config(spec, s).runtime.seed for s in spec.seeds_of(spec.stage("coral-mix"))] == [0, 1, 2]
+    assert spec.stage("coral-mix-seed2").reward == "reward" and spec.stage("coral-mix-seed2").seed_of == "coral-mix"
+    assert [s.name for s in read_table(path, seeds=1).rows] == ["ce", "coral-mix"]  # --seeds overrides
+    bad = write_table(tmp_path / "bad", TABLE.replace('max_pairs = 48', 'max_pairs = 48\ncompare_to = "cee"'))
+    with pytest.raises(ConfigError, match="compare_to = 'cee' is not a generator stage"):
+        read_table(bad)
+
+
+@pytest.mark.slow
+def test_seeded_rows_show_mean_and_sd_and_differences_from_the_compared_row(finished_table, tmp_path):
+    path = copy_table(finished_table, tmp_path / "t")
+    path.write_text(path.read_text().replace('max_pairs = 48', 'max_pairs = 48\nseeds = 2\ncompare_to = "ce"\ncase_study = 3'))
+    spec = read_table(path)
+    seen = messages(spec)
+    assert {s for s, m in seen if m.startswith("training")} == {"ce-seed1", "coral-mix-seed1"}  # seed 0 was done
+    results = json.loads((spec.runs_dir / "results.json").read_text())
+    row = next(r for r in results["rows"] if r["name"] == "coral-mix")
+    reports = [json.loads((spec.runs_dir / n / "test-eval.json").read_text())["metrics"] for n in ("coral-mix", "coral-mix-seed1")]
+    assert row["seeds"] == 2 and row["ours"]["Dist-1"] == pytest.approx((reports[0]["Dist-1"] + reports[1]["Dist-1"]) / 2)
+    assert row["sd"]["Dist-1"] == pytest.approx(abs(reports[0]["Dist-1"] - reports[1]["Dist-1"]) / 2 ** 0.5)
+    assert set(row["vs"]) >= {"avg_len", "BLEU", "METEOR", "Dist-1", "Dist-2", "MAUDE-BERT", "R3"} - {"R3"}
+    t = row["vs"]["Dist-1"]
+    assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= 1
+    assert next(r for r in results["rows"] if r["name"] == "ce")["vs"] is None  # the compared row itself
+    md = (spec.runs_dir / "results.md").read_text()
+    assert " ± " in md and "differs from CE at p < 0.05" in md and "(seed 1)" in md
+    cases = results["case_study"]
+    assert len(cases) == 3 and all(set(c["replies"]) == {"CE", "CORAL-BERT (mix)"} for c in cases)
+    assert "Case study: 3 test contexts" in md and cases[0]["reference"] in md

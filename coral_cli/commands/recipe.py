@@ -19,6 +19,8 @@ app = typer.Typer(help="Reproduce a results table of the paper from a table reci
 
 Table = Annotated[Path, typer.Argument(help="A table recipe, e.g. recipes/dailydialog/table1.toml.")]
 RunsDir = Annotated[Optional[Path], typer.Option(help="Put the runs here instead of the recipe's runs_dir.")]
+Seeds = Annotated[Optional[int], typer.Option(help="Training seeds per trained generator row (overrides [table] seeds): "
+                                                   "rows show mean ± sd.", min=1)]
 
 
 @app.command("run")
@@ -28,6 +30,7 @@ def run(
     only: Annotated[Optional[list[str]], typer.Option(help="Run only this stage (repeatable; 'ground-truth' too).")] = None,
     restart: Annotated[Optional[list[str]], typer.Option(help="Delete this stage's run and train it again (repeatable).")] = None,
     runs_dir: RunsDir = None,
+    seeds: Seeds = None,
     json: Json = False,
 ) -> None:
     """Run every stage in order: finished ones are skipped, interrupted ones resume; then write
@@ -36,9 +39,10 @@ def run(
     from coral_cli.pipeline.runner import TableRunner
     from coral_cli.pipeline.spec import read_table
 
-    spec = read_table(table, runs_dir)
+    spec = read_table(table, runs_dir, seeds)
     err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}")
     again = shlex.join(["coral", "recipe", "run", str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
+                        *(["--seeds", str(seeds)] if seeds else []),
                         *(a for s in sets or () for a in ("--set", s))])  # what Ctrl-C says resumes
     view = functools.partial(_train_view, spec, again)
     from coral_cli.commands.progress import count_progress
@@ -53,13 +57,13 @@ def run(
 
 
 @app.command("plan")
-def plan(table: Table, runs_dir: RunsDir = None, json: Json = False) -> None:
+def plan(table: Table, runs_dir: RunsDir = None, seeds: Seeds = None, json: Json = False) -> None:
     """List the stages with their state (done, interrupted, new) without running anything."""
     from coral_cli.pipeline.paths import checkpoint_of
     from coral_cli.pipeline.runner import stage_state
     from coral_cli.pipeline.spec import read_table
 
-    spec = read_table(table, runs_dir)
+    spec = read_table(table, runs_dir, seeds)
     rows = [{"stage": s.name, "train": s.kind, "state": (st := stage_state(spec, s)).state, "detail": st.detail,
              "checkpoint": str(checkpoint_of(spec, s)), "reward": s.reward or None, "row": s.row or None}
             for s in spec.stages]

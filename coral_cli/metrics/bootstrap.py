@@ -84,6 +84,31 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], resamples: int = 1000
     return out
 
 
+def pool_items(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The item sets of several runs (training seeds) on the same contexts as one: a drawn context
+    brings every run's reply. Per-context scores are averaged over the runs, BLEU statistics
+    summed (corpus BLEU of all runs' replies), and each context keeps all its replies for Dist-n."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    if any(r["count"] != first["count"] or r.get("references") != first.get("references") for r in runs):
+        raise CoralError("the seeds' reports do not score the same contexts", "evaluate every seed on one split")
+    out: dict[str, Any] = {"count": first["count"], "references": first.get("references"),
+                           "responses": [[x for r in runs for x in _replies(r["responses"][i])]
+                                         for i in range(first["count"])]}
+    for name in metric_names(first):
+        if name in MEAN_METRICS or name.startswith("MAUDE-") or name == "R3":
+            out[name] = np.mean([r[name] for r in runs], axis=0).tolist()
+    if "bleu" in first:
+        out["bleu"] = {"variant": first["bleu"]["variant"],
+                       "stats": np.sum([r["bleu"]["stats"] for r in runs], axis=0).tolist(), "runs": len(runs)}
+    return out
+
+
+def _replies(x: str | Sequence[str]) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
 def metric_names(items: dict[str, Any]) -> list[str]:
     """The metrics an item set can rebuild, in report order."""
     names = [m for m in MEAN_METRICS if m in items]
@@ -99,20 +124,21 @@ def metric_values(items: dict[str, Any], name: str, counts: np.ndarray) -> np.nd
     n = counts.shape[1]
     if name == "BLEU":
         sums = counts @ np.asarray(items["bleu"]["stats"], dtype=np.float64)  # (R, K)
-        return np.array([bleu_from_stats(row, items["bleu"]["variant"], n) for row in sums])
+        replies = n * items["bleu"].get("runs", 1)  # pooled runs: nltk-sentence averages over every reply
+        return np.array([bleu_from_stats(row, items["bleu"]["variant"], replies) for row in sums])
     if name in ("Dist-1", "Dist-2"):
         return _distinct(items["responses"], int(name[-1]), counts)
     return counts @ np.asarray(items[name], dtype=np.float64) / n
 
 
-def _distinct(responses: Sequence[str], order: int, counts: np.ndarray, chunk: int = 100) -> np.ndarray:
+def _distinct(responses: Sequence[str | Sequence[str]], order: int, counts: np.ndarray, chunk: int = 100) -> np.ndarray:
     """Dist-n of each resample: distinct n-grams among the drawn responses / all their n-grams
-    (a response drawn twice adds its n-grams twice to the total, none to the distinct)."""
+    (a response drawn twice adds its n-grams twice to the total, none to the distinct). A context
+    may hold several replies (pooled seeds)."""
     ids: dict[tuple[str, ...], int] = {}
     gram, item, per_item = [], [], np.zeros(len(responses))
     for i, r in enumerate(responses):
-        w = words(r)
-        grams = [tuple(w[j:j + order]) for j in range(len(w) - order + 1)]
+        grams = [tuple(w[j:j + order]) for x in _replies(r) for w in [words(x)] for j in range(len(w) - order + 1)]
         per_item[i] = len(grams)
         for g in set(grams):
             gram.append(ids.setdefault(g, len(ids)))

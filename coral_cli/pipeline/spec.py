@@ -42,9 +42,10 @@ row = "dialogrpt-zs"
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from coral_cli.config import parse_assignment, resolve
 from coral_cli.config.fields import opt
 from coral_cli.config.recipe import read_recipe
 from coral_cli.config.schema import SPLITS
@@ -68,6 +69,13 @@ class TableSection:
                             "is each stage's own data.max_pairs", min=0)
     evaluators: dict[str, str] = opt({}, "MAUDE-<column> = the retriever stage that scores it")
     ground_truth: bool = opt(True, "add the Ground Truth row (the references scored as predictions)")
+    seeds: int = opt(1, "training seeds per trained generator row (runtime.seed, +1 each): results show mean ± sd",
+                     min=1)
+    compare_to: str = opt("", "the row every other row is tested against: a paired bootstrap over the test "
+                              "contexts marks differences with p < 0.05")
+    bootstrap: int = opt(1000, "bootstrap resamples for compare_to", min=100)
+    case_study: int = opt(5, "test contexts (a seeded choice) shown with every row's reply, as the paper's Table 2",
+                          min=0)
     bleu: str = opt("sacrebleu", "BLEU variant", choices=tuple(VARIANTS))
     set: list[str] = opt([], "--set overrides for every stage")
 
@@ -131,6 +139,7 @@ class StageSpec:
     generator: str = ""  # an earlier generator stage whose model this row uses
     rerank_with: str = ""  # a retriever stage name, or a reward / classifier folder or hub name
     candidates: int = 0
+    seed_of: str = ""  # the stage this one repeats with another training seed (`[table] seeds`)
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,10 @@ class TableSpec:
     bleu: str = "sacrebleu"
     sets: tuple[str, ...] = ()
     stages: tuple[StageSpec, ...] = ()
+    seeds: int = 1
+    compare_to: str = ""
+    bootstrap: int = 1000
+    case_study: int = 5
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -157,12 +170,17 @@ class TableSpec:
 
     @property
     def rows(self) -> tuple[StageSpec, ...]:
+        """Generator stages, seed repeats included."""
         return tuple(s for s in self.stages if s.kind == "generator")
 
+    def seeds_of(self, stage: StageSpec) -> tuple[StageSpec, ...]:
+        """The stage and its repeats with other training seeds, in seed order."""
+        return (stage, *(s for s in self.stages if s.seed_of == stage.name))
 
-def read_table(path: str | Path, runs_dir: str | Path | None = None) -> TableSpec:
+
+def read_table(path: str | Path, runs_dir: str | Path | None = None, seeds: int | None = None) -> TableSpec:
     """Parse and check a table recipe with the typed-config code every recipe uses; every
-    problem is reported at once."""
+    problem is reported at once. `seeds` overrides `[table] seeds`."""
     path = Path(path)
     data = read_recipe(path)
     if not isinstance(data.get("table"), dict):
@@ -173,6 +191,12 @@ def read_table(path: str | Path, runs_dir: str | Path | None = None) -> TableSpe
         errors.append("no [[stage]] entries")
     stages = [_stage(entry, path.parent, errors) for entry in recipe.stage]
     _check_references(stages, recipe.table, errors)
+    if recipe.table.compare_to and recipe.table.compare_to not in {s.name for s in stages if s.kind == "generator"}:
+        errors.append(f"[table] compare_to = '{recipe.table.compare_to}' is not a generator stage")
+    if seeds is not None and seeds < 1:
+        errors.append(f"--seeds {seeds}: give at least 1")
+    elif not errors:
+        stages = _with_seeds(stages, seeds or recipe.table.seeds, recipe.table.set)
     if errors:
         lines = "\n".join(f"  - {e}" for e in errors)
         raise ConfigError(f"invalid table recipe {path} ({len(errors)} problem{'s' * (len(errors) > 1)}):\n{lines}",
@@ -182,7 +206,8 @@ def read_table(path: str | Path, runs_dir: str | Path | None = None) -> TableSpe
                      runs_dir=Path(runs_dir or t.runs_dir or f"runs/{path.stem}"), split=t.split,
                      max_pairs=t.max_pairs,
                      evaluators=dict(t.evaluators), ground_truth=t.ground_truth, bleu=t.bleu, sets=tuple(t.set),
-                     stages=tuple(stages))
+                     stages=tuple(stages), seeds=seeds or t.seeds, compare_to=t.compare_to, bootstrap=t.bootstrap,
+                     case_study=t.case_study)
 
 
 def _stage(entry: StageEntry, base: Path, errors: list[str]) -> StageSpec:
@@ -193,6 +218,21 @@ def _stage(entry: StageEntry, base: Path, errors: list[str]) -> StageSpec:
                      checkpoint=Path(entry.checkpoint) if entry.checkpoint else None, sets=tuple(entry.set),
                      reward=entry.reward, row=entry.row, label=entry.label or entry.name,
                      generator=entry.generator, rerank_with=entry.rerank_with, candidates=entry.candidates)
+
+
+def _with_seeds(stages: list[StageSpec], seeds: int, table_sets: list[str]) -> list[StageSpec]:
+    """Each trained generator stage, then its repeats `<name>-seed<k>` (k = 1 .. seeds-1) trained
+    with runtime.seed = the recipe's seed + k: normal, resumable stages of their own."""
+    if seeds == 1:
+        return stages
+    out = []
+    for s in stages:
+        out.append(s)
+        if s.kind == "generator" and s.recipe is not None:
+            base = resolve(s.recipe, dict(parse_assignment(x) for x in (*table_sets, *s.sets))).runtime.seed
+            out += [replace(s, name=f"{s.name}-seed{k}", sets=(*s.sets, f"runtime.seed={base + k}"), seed_of=s.name)
+                    for k in range(1, seeds)]
+    return out
 
 
 def _bad_sets(sets: list[str]) -> list[str]:
