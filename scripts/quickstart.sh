@@ -11,7 +11,7 @@ rm -rf "$runs"
 start=$SECONDS
 coral recipe run recipes/quickstart.toml --runs-dir "$runs" >/dev/null  # results.md is shown below, once
 echo
-coral evaluate compare "$runs/smollm2-zs/test-eval.json" "$runs/smollm2-coral/test-eval.json"
+coral evaluate compare "$runs/smollm2-zs/test-eval.json" "$runs/smollm2-coral/test-eval.json" --bootstrap 1000
 python - "$runs" <<'PY'
 import json, sys, textwrap
 runs = sys.argv[1]
