@@ -227,6 +227,8 @@ def test_misuse_is_a_clear_error(tok, cli, tmp_path):
     last.mkdir()
     save_mirror(pol, last, cfg.data)
     assert isinstance(load_policy(last)[0], MirrorPolicy)
+    result = cli("export", "-c", str(last), "-o", str(tmp_path / "hf"))
+    assert result.exit_code == 2 and "Mirror baseline" in result.stderr and not (tmp_path / "hf").exists()
     with pytest.raises(ConfigError, match="not a pretrained LM"):
         build_policy(resolve(None, {**TINY, "generator.pretrained": "smollm2"}), CPU)
     with pytest.raises(ConfigError, match="trains with --loss mirror only"):
