@@ -16,7 +16,9 @@ so four decoders are trained, and p(x | c, y, z) is the backward-reasoning step 
 from the response). The loss itself is `coral_cli.objectives.mirror`. At decoding time only the
 forward decoder p(y | c, x, z) runs, with z drawn from the prior p(z | c).
 
-Architecture, as the authors' code (github.com/cszmli/mirror-sigir, onmt/Models.py `MirrorModel`)
+Only the Mirror paper's abstract and introduction were available to us, so its equations are
+written out above rather than cited by number; where the paper and the authors' code could differ,
+this follows the code. Architecture, as the authors' code (github.com/cszmli/mirror-sigir, onmt/Models.py `MirrorModel`)
 builds it: one embedding table shared by everything; an utterance LSTM encoder shared by x and y
 and a separate context LSTM encoder; each encoder's final (h, c) states -> a ReLU layer (the
 authors' `EncoderStateFix`; here one layer over [h; c], theirs one per half); recognition network
