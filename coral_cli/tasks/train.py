@@ -57,7 +57,7 @@ def load_training_reward(cfg: CoralConfig, device: torch.device) -> Any:
 
 
 def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: list, device: torch.device) -> Any:
-    """CE, or CORAL with the sampler plugins the config names (each built once)."""
+    """CE, Mirror's negative ELBO, or CORAL with the sampler plugins the config names (each built once)."""
     o = cfg.objective
     if o.loss == "ce":
         return CrossEntropy(policy, o.label_smoothing)
@@ -73,7 +73,8 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
 
 
 def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[str, Any] | None]:
-    """The generator to train, in training mode: an --init checkpoint, a pretrained causal or
+    """The generator to train, in training mode: the Mirror baseline's CVAE (`--loss mirror`, or a
+    Mirror --init, which other losses refuse), an --init checkpoint, a pretrained causal or
     seq2seq LM (picked by its config's `is_encoder_decoder`; with LoRA
     adapters when `generator.lora.enabled`), or the paper's randomly initialised BART; plus the
     pretrained base ({spec, identity}) it came from, if any."""
