@@ -1,4 +1,4 @@
-"""`coral coral train`: train the generator with CORAL (paper eq. 2-3) or the CE baseline."""
+"""`coral coral train`: train the generator with CORAL (paper eq. 2-3), the CE baseline or the Mirror baseline."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ app = typer.Typer(help="Train dialogue generators (CE baseline, CORAL).", no_arg
 def train(
     recipe: Recipe = None,
     sets: Sets = None,
-    loss: Annotated[Optional[str], typer.Option(help="coral or ce (cross-entropy baseline). [default: coral]")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="coral, ce (cross-entropy baseline) or mirror (the Mirror CVAE baseline). [default: coral]")] = None,
     reward: Annotated[Optional[str], typer.Option(help="Retriever type behind R3: bert, esim, dmi.")] = None,
     reward_checkpoint: Annotated[Optional[str], typer.Option(help="Trained retriever folder (f_R).")] = None,
     p_plus: Annotated[Optional[float], typer.Option(help="p+: probability of the ground truth. [default: 0.8]")] = None,
@@ -66,10 +66,14 @@ def train(
         o = cfg.objective
         model = (f"{g.pretrained} ({'LoRA r=' + str(g.lora.r) if g.lora.enabled else 'full fine-tuning'})"
                  if g.pretrained else f"{g.encoder_layers}+{g.decoder_layers} layers, d={g.d_model}, {g.heads} heads")
+        if o.loss == "mirror":
+            m = g.mirror
+            model = f"Mirror CVAE ({m.layers}-layer LSTMs, hidden {m.hidden}, z {m.z_dim})"
         err.print(f"run: {run.root}  loss: {o.loss}  model: {model}")
         if o.loss == "coral":
             err.print(f"CORAL: reward {o.reward} ({o.reward_checkpoint}), p+ {o.p_plus}, m {o.margin}, "
                       f"{o.policy}-policy, baseline {o.baseline}")
-        keys = ("loss", "r3_pos", "r3_neg", "f_R") if o.loss == "coral" else ("loss", "nll")
+        keys = ("loss", "r3_pos", "r3_neg", "f_R") if o.loss == "coral" else \
+            ("loss", "nll", "kl") if o.loss == "mirror" else ("loss", "nll")
         with TrainingView(f"generator {o.loss}", keys) as view:
             train_generator(cfg, run, [view], resume)

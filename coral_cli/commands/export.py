@@ -26,6 +26,9 @@ def export(
     if out.exists():
         raise ConfigError(f"{out} already exists", "pass a new folder to --out")
     policy, meta = load_policy(checkpoint, pick_device(device or "cpu"))
+    if policy.kind == "mirror":
+        raise ConfigError(f"{checkpoint} is the Mirror baseline, an LSTM model transformers has no class for",
+                          "use it with 'coral generate' and 'coral chat'; its weights are model.safetensors already")
     if hasattr(policy.model, "peft_config"):
         merge_and_export(policy.model, policy.tokenizer, out)
     else:

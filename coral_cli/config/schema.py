@@ -145,6 +145,22 @@ class LoraConfig:
 
 
 @dataclass
+class MirrorConfig:
+    """Mirror (Li, Kiseleva and de Rijke, SIGIR 2021): the LSTM CVAE trained with backward reasoning
+    (`objective.loss = 'mirror'`); defaults are the authors' DailyDialog command (cszmli/mirror-sigir)."""
+
+    embedding_dim: int = opt(300, "word embedding size (one table shared by every encoder and decoder)", min=8)
+    hidden: int = opt(1000, "LSTM hidden size of the encoders and the four decoders", min=8)
+    layers: int = opt(2, "LSTM layers of each encoder and decoder", min=1)
+    z_dim: int = opt(100, "size of the latent variable z", min=1)
+    dropout: float = opt(0.3, "dropout between LSTM layers and on the attention output", min=0.0, max=0.9)
+    kl_anneal_batches: int = opt(120, "the KL weight rises linearly from 0 to 1 over this many training batches "
+                                 "(the authors: 0.2 epoch); 0 = 1 from the start", min=0)
+    backward_weight: float = opt(1.0, "weight of the backward factorisation log p(x|c,y,z) + log p(y|c,z) "
+                                 "(the authors' back_factor)", min=0.0)
+
+
+@dataclass
 class GeneratorConfig:
     """The transformer encoder-decoder that CORAL trains (paper §4.1: 6+6 layers, 8 heads, d=1024)."""
 
@@ -161,6 +177,7 @@ class GeneratorConfig:
     init: str = opt("", "start from this generator checkpoint instead of random weights (e.g. a CE-trained one)")
     eval_pairs: int = opt(0, "validation pairs used for per-epoch validation (0 = all)", min=0)
     lora: LoraConfig = opt(LoraConfig(), "LoRA adapters (peft) for fine-tuning a pretrained LM")
+    mirror: MirrorConfig = opt(MirrorConfig(), "the Mirror baseline's model (objective.loss = 'mirror' only)")
 
     def problems(self) -> list[str]:
         return [f"heads ({self.heads}) must divide d_model ({self.d_model})"] if self.d_model % self.heads else []
@@ -170,8 +187,9 @@ class GeneratorConfig:
 class ObjectiveConfig:
     """The generator's loss: CORAL (paper eq. 2-3, Algorithm 1) or the cross-entropy baseline."""
 
-    loss: str = opt("coral", "coral (R3-weighted REINFORCE) or ce (token-level NLL of the ground truth)",
-                    choices=("coral", "ce"))
+    loss: str = opt("coral", "coral (R3-weighted REINFORCE), ce (token-level NLL of the ground truth) or "
+                    "mirror (the Mirror baseline: its own CVAE model, [generator.mirror])",
+                    choices=("coral", "ce", "mirror"))
     label_smoothing: float = opt(0.0, "label smoothing of the CE loss", min=0.0, max=0.5)
     reward: str = opt("bert", "retriever type behind R3 (must match the checkpoint): bert, esim, dmi, ...")
     reward_checkpoint: str = opt("", "trained retriever folder for f_R (coral retriever train)")

@@ -96,7 +96,13 @@ def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
     if not cfg.generator.init:
         return cfg
     meta = read_meta(cfg.generator.init)
-    if meta.get("backend", "seq2seq") != "seq2seq":  # a fine-tuned pretrained LM: record its base (and adapters)
+    if meta.get("backend") == "mirror":  # the Mirror baseline: its sizes
+        from coral_cli.generator.mirror_policy import ARCH_KEYS, mirror_config
+
+        arch = mirror_config(meta, cfg.generator.init)
+        sizes = {k: getattr(arch, k) for k in ARCH_KEYS}
+        cfg.generator = dataclasses.replace(cfg.generator, mirror=dataclasses.replace(cfg.generator.mirror, **sizes))
+    elif meta.get("backend", "seq2seq") != "seq2seq":  # a fine-tuned pretrained LM: record its base (and adapters)
         lora = dataclasses.replace(cfg.generator.lora, enabled=bool(meta.get("adapter")))
         cfg.generator = dataclasses.replace(cfg.generator, pretrained=meta["base"]["spec"], lora=lora)
     else:
@@ -150,13 +156,18 @@ def _check_finite(state: dict[str, torch.Tensor], folder: Path) -> None:
 
 def load_policy(folder: str | Path, device: torch.device | str = "cpu",
                 trainable: bool = False) -> tuple[Policy, dict[str, Any]]:
-    """The generator backend of a checkpoint folder (the paper's BART, or a fine-tuned pretrained LM
-    with or without adapters) on `device`, in eval mode unless `trainable`, and its coral.json."""
+    """The generator backend of a checkpoint folder (the paper's BART, the Mirror baseline, or a
+    fine-tuned pretrained LM with or without adapters) on `device`, in eval mode unless
+    `trainable`, and its coral.json."""
     from coral_cli.generator.lm_checkpoint import load_lm_policy, read_meta
 
     if is_lm_spec(folder):  # a pretrained LM as it is: the paper's zero-shot (ZS) rows
         return zero_shot_policy(str(folder), device)
     meta = read_meta(folder)
+    if meta.get("backend") == "mirror":
+        from coral_cli.generator.mirror_policy import load_mirror_policy
+
+        return load_mirror_policy(folder, device, meta, trainable), meta
     if meta.get("backend", "seq2seq") != "seq2seq":
         return load_lm_policy(folder, device, meta, trainable), meta
     model, tok, meta = load_generator(folder, device)

@@ -19,6 +19,7 @@ import torch
 from coral_cli.config.schema import CoralConfig
 from coral_cli.generator.batch import IGNORE, TrainBatch
 from coral_cli.generator.lm_checkpoint import load_lm_weights, save_lm_policy
+from coral_cli.generator.mirror_policy import load_mirror_weights, save_mirror
 from coral_cli.generator.model import load_generator_weights, save_generator
 from coral_cli.generator.policy import Policy
 from coral_cli.metrics.collapse import check_collapse
@@ -73,24 +74,32 @@ class GeneratorTask:
         return metrics
 
     def save_model(self, folder: Path) -> None:
-        if self.policy.kind != "seq2seq":  # a pretrained LM (causal or seq2seq-lm)
+        if self.policy.kind == "mirror":
+            save_mirror(self.policy, folder, self.cfg.data)
+        elif self.policy.kind != "seq2seq":  # a pretrained LM (causal or seq2seq-lm)
             save_lm_policy(self.policy, folder, self.cfg.data, self.base or {})
         else:
             save_generator(self.model, self.policy.tokenizer, folder, self.cfg.data)
 
     def load_model(self, folder: Path) -> None:
-        if self.policy.kind != "seq2seq":
+        if self.policy.kind == "mirror":
+            load_mirror_weights(self.model, folder)
+        elif self.policy.kind != "seq2seq":
             load_lm_weights(self.policy, folder)
         else:
             load_generator_weights(self.model, folder)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         ema = getattr(self.objective, "ema", None)
-        return {"objective.ema": ema.detach().reshape(1).cpu()} if ema is not None else {}
+        out = {"objective.ema": ema.detach().reshape(1).cpu()} if ema is not None else {}
+        seen = getattr(self.objective, "batches_seen", None)  # Mirror's KL annealing
+        return {**out, "objective.batches_seen": torch.tensor([seen])} if seen is not None else out
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "objective.ema" in tensors:
             self.objective.ema = tensors["objective.ema"].to(self.device)[0]
+        if "objective.batches_seen" in tensors:
+            self.objective.batches_seen = int(tensors["objective.batches_seen"][0])
 
 
 @torch.no_grad()

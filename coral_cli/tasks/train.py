@@ -10,13 +10,16 @@ import torch
 
 from coral_cli.config.schema import CoralConfig
 from coral_cli.errors import ConfigError
+from coral_cli.generator.lm_checkpoint import read_meta
 from coral_cli.generator.lora import add_lora, frozen_copy
+from coral_cli.generator.mirror_policy import mirror_policy
 from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
 from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
 from coral_cli.generator.pretrained import load_lm
 from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
+from coral_cli.objectives.mirror import MirrorObjective
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.base import RewardModel
 from coral_cli.rewards.callable import CallableReward
@@ -54,10 +57,12 @@ def load_training_reward(cfg: CoralConfig, device: torch.device) -> Any:
 
 
 def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: list, device: torch.device) -> Any:
-    """CE, or CORAL with the sampler plugins the config names (each built once)."""
+    """CE, Mirror's negative ELBO, or CORAL with the sampler plugins the config names (each built once)."""
     o = cfg.objective
     if o.loss == "ce":
         return CrossEntropy(policy, o.label_smoothing)
+    if o.loss == "mirror":
+        return MirrorObjective(policy, cfg.generator.mirror)
     env = SamplerEnv(pool_ids, policy, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
                      bf16=cfg.train.bf16)
     names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
@@ -68,11 +73,14 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
 
 
 def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[str, Any] | None]:
-    """The generator to train, in training mode: an --init checkpoint, a pretrained causal or
+    """The generator to train, in training mode: the Mirror baseline's CVAE (`--loss mirror`, or a
+    Mirror --init, which other losses refuse), an --init checkpoint, a pretrained causal or
     seq2seq LM (picked by its config's `is_encoder_decoder`; with LoRA
     adapters when `generator.lora.enabled`), or the paper's randomly initialised BART; plus the
     pretrained base ({spec, identity}) it came from, if any."""
     g = cfg.generator
+    if cfg.objective.loss == "mirror" or (g.init and read_meta(g.init).get("backend") == "mirror"):
+        return mirror_policy(cfg, device), None  # the Mirror baseline's own LSTM CVAE
     if g.init:
         adopt_init_architecture(cfg)
         policy, meta = load_policy(g.init, device, trainable=True)
@@ -100,7 +108,8 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
     policy, base = build_policy(cfg, device)
-    limit = getattr(policy.model.config, "max_position_embeddings", 1 << 30) - 2  # T5 has no position limit
+    # T5 and Mirror's LSTMs have no position limit
+    limit = getattr(getattr(policy.model, "config", None), "max_position_embeddings", 1 << 30) - 2
     if cfg.data.max_context_tokens > limit or cfg.data.max_response_tokens > limit:
         raise ConfigError(f"data budgets exceed the generator's {limit + 2} positions",
                           f"set data.max_context_tokens and max_response_tokens <= {limit}")
