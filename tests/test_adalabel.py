@@ -145,6 +145,9 @@ def test_adalabel_needs_the_papers_encoder_decoder(tok):
 def test_checkpoint_is_plain_bart_plus_the_aux_file(tok, tmp_path):
     cfg, policy = tiny(tok)
     build_objective(cfg, None, policy, [], CPU)
+    with torch.no_grad():  # unlike a fresh one
+        for p in aux_decoder(policy.model).parameters():
+            p.add_(0.5)
     save_generator(policy.model, tok, tmp_path / "a", cfg.data)
     _, plain = tiny(tok, **{"objective.loss": "ce"})
     save_generator(plain.model, tok, tmp_path / "ce", cfg.data)
@@ -165,6 +168,11 @@ def test_checkpoint_is_plain_bart_plus_the_aux_file(tok, tmp_path):
     load_generator_weights(other.model, tmp_path / "a")  # resume: both decoders come back exactly
     for key, value in policy.model.state_dict().items():
         torch.testing.assert_close(other.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+    _, fine_tune = tiny(tok)  # --init DIR --loss adalabel starts from DIR's auxiliary decoder too
+    AdaLabel(fine_tune, cfg.objective.adalabel, init=str(tmp_path / "a"))
+    for key, value in aux_decoder(policy.model).state_dict().items():
+        torch.testing.assert_close(aux_decoder(fine_tune.model).state_dict()[key], value, rtol=0, atol=0)
 
     (tmp_path / "a" / AUX_FILE).write_bytes(b"not safetensors")
     with pytest.raises(AssetError, match="is damaged"):
