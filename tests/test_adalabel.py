@@ -200,7 +200,8 @@ def test_cli_trains_a_tiny_slice_then_generate_evaluate_and_chat_use_it(cli, tmp
     ckpt = tmp_path / "ada" / "checkpoints" / "best"
     assert (ckpt / AUX_FILE).is_file()
 
-    lines = '{"context": ["hello , how are you ?"], "reference": "fine , thanks ."}\n{"context": "what is your name ?", "reference": "tom ."}\n'
+    lines = ('{"context": ["hello , how are you ?"], "reference": "fine , thanks ."}\n'
+             '{"context": "what is your name ?", "reference": "tom ."}\n')
     result = cli("generate", "-c", str(ckpt), "--input", "-", "--max-new-tokens", "6", "--strategy", "greedy",
                  input=lines)
     assert result.exit_code == 0, result.output

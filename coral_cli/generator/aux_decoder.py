@@ -1,4 +1,4 @@
-"""AdaLabel's light-weight bi-directional auxiliary decoder (Wang et al., ACL 2021, §3.3).
+"""AdaLabel's light-weight bi-directional auxiliary decoder (Wang et al., ACL 2021).
 
 It gives the adaptive soft target its distribution over the non-target words, v (see
 `coral_cli.objectives.adalabel_loss`): one transformer decoder layer that reads the encoder's

@@ -4,22 +4,26 @@
 For a target word y_t with the model's prediction p_t = softmax(main logits) and the auxiliary
 decoder's logits z_t (`coral_cli.generator.aux_decoder`):
 
-- the soft target (paper eq. 2): q'_t = eps_t * v_t + (1 - eps_t) * q_t, q_t the one-hot of y_t;
-- v_t, the distribution over the non-target words (§3.3): softmax(z_t / T) with y_t (and the
-  padding token) left out;
-- eps_t from the model's own maximum probability (§3.2): eps_t = 1 - max_w p_t(w), capped by
-  1 / (1 + max v_t) so that y_t keeps the largest probability in q'_t ((1 - eps) >= eps * max v);
-- the training loss (§3.4): KL(q'_t || p_t) for the generator plus the auxiliary decoder's own
+- the soft target (eq. 2): q'_t = eps_t * v_t + (1 - eps_t) * q_t, q_t the one-hot of y_t;
+- v_t, the distribution over the non-target words: softmax(z_t / T) with y_t (and the padding
+  token) left out, from the light-weight bi-directional decoder;
+- eps_t, the adaptive smoothing weight, from the model's own maximum probability:
+  eps_t = 1 - max_w p_t(w), capped by 1 / (1 + max v_t) so that y_t keeps the largest probability
+  in q'_t ((1 - eps) >= eps * max v);
+- the training loss: KL(q'_t || p_t) for the generator plus the auxiliary decoder's own
   cross-entropy on the hard target y_t. v and eps are constants (no gradient through them).
+The paper's text was not at hand offline: the equation number is the arXiv version's as we
+recall it, and every formula here was checked against the authors' code.
 
 Where the paper's text leaves room we follow the authors' code (lemon234071/AdaLabel,
 onmt/utils/loss.py `AdaLabLoss`, and scripts/train_daily.sh), each a knob in `AdaLabelConfig`:
 T = 1.5; the cap is 1 / (1 + max v) - margin with margin = 0.2; eps is then scaled by
 alpha_t = (p_t(y_t) / max p_t) ** 2; v keeps only the 500 highest-scoring non-target words and
 drops the single highest of them. Margin 0, alpha 0, keep_top 0 and drop_top 0 give the plain
-form above. Our choice: the loss is averaged over target tokens (as our CE baseline), where the
+form above. Our choices: the loss is averaged over target tokens (as our CE baseline), where the
 authors' OpenNMT setup sums and divides by sentences; the two terms are added unweighted, as
-there. The reported loss is the KL (0 when p = q'), like the authors' `F.kl_div`.
+there; ties at the keep_top boundary are cut (the authors keep them). The reported loss is the
+KL (0 when p = q'), like the authors' `F.kl_div`.
 """
 
 from __future__ import annotations
