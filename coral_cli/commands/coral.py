@@ -18,7 +18,7 @@ app = typer.Typer(help="Train dialogue generators (CE baseline, CORAL).", no_arg
 def train(
     recipe: Recipe = None,
     sets: Sets = None,
-    loss: Annotated[Optional[str], typer.Option(help="coral, ce (cross-entropy baseline) or mirror (the Mirror CVAE baseline). [default: coral]")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="coral, ce (cross-entropy baseline), adalabel (AdaLabel baseline) or mirror (the Mirror CVAE baseline). [default: coral]")] = None,
     reward: Annotated[Optional[str], typer.Option(help="Retriever type behind R3: bert, esim, dmi.")] = None,
     reward_checkpoint: Annotated[Optional[str], typer.Option(help="Trained retriever folder (f_R).")] = None,
     p_plus: Annotated[Optional[float], typer.Option(help="p+: probability of the ground truth. [default: 0.8]")] = None,

@@ -184,12 +184,30 @@ class GeneratorConfig:
 
 
 @dataclass
+class AdaLabelConfig:
+    """AdaLabel's adaptive soft target (Wang et al., ACL 2021); defaults are the authors' code's."""
+
+    temperature: float = opt(1.5, "T: v = softmax(z / T) of the auxiliary decoder's logits z", min=1e-3)
+    margin: float = opt(0.2, "epsilon <= 1 / (1 + max v) - margin, so the target word keeps the largest "
+                        "probability of the soft target (0 = the bound alone)", min=0.0, max=0.5)
+    alpha: float = opt(2.0, "epsilon is scaled by (p(y_t) / max p) ** alpha, less smoothing where the model "
+                       "prefers another word (0 = off)", min=0.0)
+    keep_top: int = opt(500, "v keeps only the keep_top highest-scoring non-target words (0 = all)", min=0)
+    drop_top: int = opt(1, "and drops the drop_top highest of them (0 = none)", min=0)
+
+    def problems(self) -> list[str]:
+        if self.keep_top and self.drop_top >= self.keep_top:
+            return [f"drop_top ({self.drop_top}) must be below keep_top ({self.keep_top}), or v is empty"]
+        return []
+
+
+@dataclass
 class ObjectiveConfig:
     """The generator's loss: CORAL (paper eq. 2-3, Algorithm 1) or the cross-entropy baseline."""
 
-    loss: str = opt("coral", "coral (R3-weighted REINFORCE), ce (token-level NLL of the ground truth) or "
-                    "mirror (the Mirror baseline: its own CVAE model, [generator.mirror])",
-                    choices=("coral", "ce", "mirror"))
+    loss: str = opt("coral", "coral (R3-weighted REINFORCE), ce (token-level NLL of the ground truth), "
+                    "adalabel (the AdaLabel baseline: an adaptive soft target) or mirror (the Mirror baseline: its own "
+                    "CVAE model, [generator.mirror])", choices=("coral", "ce", "adalabel", "mirror"))
     label_smoothing: float = opt(0.0, "label smoothing of the CE loss", min=0.0, max=0.5)
     reward: str = opt("bert", "retriever type behind R3 (must match the checkpoint): bert, esim, dmi, ...")
     reward_checkpoint: str = opt("", "trained retriever folder for f_R (coral retriever train)")
@@ -215,6 +233,7 @@ class ObjectiveConfig:
     kl_estimator: str = opt("k3", "per-token KL estimate: k1 = log p - log p_ref (unbiased, can be negative); "
                             "k3 = exp(log p_ref - log p) - (log p_ref - log p) - 1 (unbiased, never negative)",
                             choices=("k1", "k3"))
+    adalabel: AdaLabelConfig = opt(AdaLabelConfig(), "the soft target of loss = 'adalabel'")
 
     def problems(self) -> list[str]:
         if self.loss == "coral" and self.baseline == "rloo" and (self.policy != "mix" or self.random_ratio >= 1):

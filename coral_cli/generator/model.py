@@ -19,6 +19,7 @@ from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTok
 from coral_cli import __version__
 from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
+from coral_cli.generator.aux_decoder import aux_decoder, load_aux_weights, save_aux_weights, split_state
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
 from coral_cli.hub import is_hub_name
 from coral_cli.tokenizer import load_tokenizer
@@ -44,9 +45,13 @@ def build_generator(cfg: GeneratorConfig, tok: PreTrainedTokenizerBase) -> BartF
 
 def save_generator(model: BartForConditionalGeneration, tok: PreTrainedTokenizerBase, folder: str | Path,
                    data: DataConfig, extra: dict[str, Any] | None = None) -> Path:
-    """`save_pretrained` + tokenizer + coral.json (the data budgets the model was trained with)."""
+    """`save_pretrained` + tokenizer + coral.json (the data budgets the model was trained with);
+    an AdaLabel auxiliary decoder goes beside the plain BART files, into its own file."""
     folder = Path(folder)
-    model.save_pretrained(str(folder), safe_serialization=True)
+    aux = aux_decoder(model) is not None
+    state = split_state(model.state_dict())[0] if aux else None
+    model.save_pretrained(str(folder), safe_serialization=True, state_dict=state)
+    save_aux_weights(model, folder)
     tok.save_pretrained(str(folder))
     meta = {"format": FORMAT, "coral_version": __version__, "data": dataclasses.asdict(data), **(extra or {})}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -123,8 +128,8 @@ def check_weights(folder: Path, name: str = WEIGHTS_FILE) -> Path:
 
 
 def load_generator_weights(model: BartForConditionalGeneration, folder: str | Path) -> None:
-    """Load a checkpoint's safetensors weights into `model` in place (resume): missing, extra,
-    misshapen or non-finite tensors are an `AssetError`."""
+    """Load a checkpoint's safetensors weights into `model` in place (resume), its AdaLabel
+    auxiliary decoder too if it has one: missing, misshapen or non-finite tensors are an `AssetError`."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -134,7 +139,7 @@ def load_generator_weights(model: BartForConditionalGeneration, folder: str | Pa
         raise AssetError(f"{folder}/{WEIGHTS_FILE} is damaged: {str(exc).splitlines()[0]}",
                          "restore the checkpoint, or start the run again without --resume") from None
     _check_finite(state, folder)
-    own = model.state_dict()
+    own = split_state(model.state_dict())[0]
     tied = {k for k in own if k not in state and k in ("lm_head.weight", "model.encoder.embed_tokens.weight",
                                                         "model.decoder.embed_tokens.weight")}
     missing = sorted(set(own) - set(state) - tied)
@@ -144,6 +149,8 @@ def load_generator_weights(model: BartForConditionalGeneration, folder: str | Pa
         raise AssetError(f"{folder} does not fit this model ({what})",
                          "resume with the config the run was started with, or pass a matching checkpoint")
     model.load_state_dict(state, strict=False)
+    if aux_decoder(model) is not None:
+        load_aux_weights(model, folder)
 
 
 def _check_finite(state: dict[str, torch.Tensor], folder: Path) -> None:

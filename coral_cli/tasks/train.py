@@ -17,6 +17,7 @@ from coral_cli.generator.model import adopt_init_architecture, build_generator, 
 from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
 from coral_cli.generator.pretrained import load_lm
 from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.objectives.adalabel import AdaLabel
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.objectives.mirror import MirrorObjective
@@ -63,6 +64,8 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
         return CrossEntropy(policy, o.label_smoothing)
     if o.loss == "mirror":
         return MirrorObjective(policy, cfg.generator.mirror)
+    if o.loss == "adalabel":  # gives the generator its auxiliary decoder before the optimizer is built
+        return AdaLabel(policy, o.adalabel, cfg.generator.init)
     env = SamplerEnv(pool_ids, policy, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
                      bf16=cfg.train.bf16)
     names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
