@@ -3,6 +3,8 @@ tool's hold on any machine, absolute numbers only on the machine measured."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -13,6 +15,7 @@ import torch
 
 from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig, GenerateConfig
+from coral_cli.device import autocast_dtype
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.model import build_generator
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
@@ -106,8 +109,6 @@ def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfi
     the loop a user would write: `model.generate` over batches of 64 in input order, same
     decoding. Both make exactly `max_new_tokens` tokens per response (min = max), so they do equal
     work whatever the model says; the anchor returns no log-probs, ours does."""
-    import dataclasses
-
     from coral_cli.generator.sampling import generate_kwargs
 
     g = dataclasses.replace(g, min_new_tokens=g.max_new_tokens)
@@ -154,10 +155,6 @@ def _sync(device: torch.device) -> None:
 
 def _autocast(device: torch.device) -> Any:
     """The same autocast our generation runs under (bf16 on CUDA, none on CPU)."""
-    import contextlib
-
-    from coral_cli.device import autocast_dtype
-
     dtype = autocast_dtype(device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
