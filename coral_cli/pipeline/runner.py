@@ -173,7 +173,7 @@ class TableRunner:
         ranker = self._ranker(stage)
         if ranker is not None and cfg.generate.strategy == "greedy":
             raise ConfigError(f"stage '{stage.name}': reranking needs distinct candidates, but greedy decoding gives one",
-                              f"add set = [\"generate.strategy='nucleus'\"] to the stage")
+                              "add set = [\"generate.strategy='nucleus'\"] to the stage")
         source = {"dataset": cfg.data.dataset, "split": self.spec.split,
                   **({"reranked_by": str(ranker)} if ranker else {})}
         # a pretrained LM by name: its decoding decides
