@@ -119,9 +119,10 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     f_r = None
     if cfg.objective.loss == "coral":
         f_r = CallableReward(reward) if reward is not None else load_training_reward(cfg, device)
-    train = generator_data(cfg.data, "train", policy, pool=True)
+    # the pool of every training utterance (tokenised: ~3 s) is only for CORAL's random negatives
+    train = generator_data(cfg.data, "train", policy, pool=cfg.objective.loss == "coral")
     val = generator_data(cfg.data, "validation", policy)
-    objective = build_objective(cfg, f_r, policy, train["pool_ids"], device)
+    objective = build_objective(cfg, f_r, policy, train.get("pool_ids", []), device)
     task = GeneratorTask(policy, objective, train, val, cfg, device, f_r, base)
     trainer = Trainer(task, cfg.train, run, device, listeners, info)
     torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
