@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from coral_cli.errors import AssetError
+from coral_cli.generator.weights import load_exactly
 
 ATTR = "adalabel_aux"  # the submodule's name on the generator
 PREFIX = ATTR + "."
@@ -112,24 +113,9 @@ def save_aux_weights(model: Any, folder: str | Path) -> None:
 def load_aux_weights(model: Any, folder: str | Path) -> None:
     """Load `folder/adalabel_aux.safetensors` into the model's auxiliary decoder; a missing,
     damaged, misshapen or non-finite file is an `AssetError`."""
-    from safetensors.torch import load_file
-
     folder, aux = Path(folder), aux_decoder(model)
     path = folder / AUX_FILE
     if not path.is_file():
         raise AssetError(f"{folder} has no {AUX_FILE} (the AdaLabel auxiliary decoder)",
                          "resume an AdaLabel run from its own checkpoint, or start it again without --resume")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # a truncated or corrupt file
-        raise AssetError(f"{path} is damaged: {str(exc).splitlines()[0]}",
-                         "restore the checkpoint, or start the run again without --resume") from None
-    own = aux.state_dict()
-    wrong = sorted(set(own) ^ set(state)) or [k for k in own if state[k].shape != own[k].shape]
-    if wrong:
-        raise AssetError(f"{path} does not fit this model ({', '.join(wrong[:3])})",
-                         "resume with the config the run was started with")
-    if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for v in state.values()):
-        raise AssetError(f"{path}: weights hold NaN or inf",
-                         "the run that wrote it diverged: use an earlier checkpoint or a lower --lr")
-    aux.load_state_dict(state)
+    load_exactly(aux, path, what="this model's auxiliary decoder")

@@ -34,6 +34,7 @@ from coral_cli.generator.mirror_model import MirrorModel, Segment
 from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.generator.sampling import cut_at_end
 from coral_cli.generator.step_logprobs import StepLogprobs
+from coral_cli.generator.weights import load_exactly
 from coral_cli.tokenizer import load_tokenizer
 
 BACKEND = "mirror"
@@ -198,25 +199,8 @@ def load_mirror_policy(folder: str | Path, device: torch.device | str, meta: dic
 def load_mirror_weights(model: MirrorModel, folder: str | Path) -> None:
     """`folder`'s safetensors weights into `model` in place (load and resume): missing, extra,
     misshapen or non-finite tensors are an `AssetError`."""
-    from safetensors.torch import load_file
-
     from coral_cli.generator.model import check_weights
 
-    folder = Path(folder)
-    try:
-        state = load_file(str(check_weights(folder)))
-    except AssetError:
-        raise
-    except Exception as exc:  # a truncated or corrupt file
-        raise AssetError(f"{folder}/{WEIGHTS_FILE} is damaged: {str(exc).splitlines()[0]}",
-                         "restore the checkpoint, or start the run again without --resume") from None
-    own = model.state_dict()
-    wrong = sorted(set(own) ^ set(state)) or [k for k in own if own[k].shape != state[k].shape]
-    if wrong:
-        raise AssetError(f"{folder} does not fit this Mirror model ({', '.join(wrong[:3])})",
-                         "resume with the config the run was started with, or pass a matching checkpoint")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise AssetError(f"{folder}: weights hold NaN or inf ({', '.join(bad[:3])})",
-                         "the run that wrote it diverged: use an earlier checkpoint, e.g. best/ or a lower --lr")
-    model.load_state_dict(state)
+    load_exactly(model, check_weights(Path(folder)),
+                 "resume with the config the run was started with, or pass a matching Mirror checkpoint",
+                 "this Mirror model")

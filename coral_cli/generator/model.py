@@ -21,6 +21,7 @@ from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
 from coral_cli.generator.aux_decoder import aux_decoder, load_aux_weights, save_aux_weights, split_state
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.weights import check_finite, read_weights
 from coral_cli.hub import is_hub_name
 from coral_cli.tokenizer import load_tokenizer
 
@@ -130,15 +131,9 @@ def check_weights(folder: Path, name: str = WEIGHTS_FILE) -> Path:
 def load_generator_weights(model: BartForConditionalGeneration, folder: str | Path) -> None:
     """Load a checkpoint's safetensors weights into `model` in place (resume), its AdaLabel
     auxiliary decoder too if it has one: missing, misshapen or non-finite tensors are an `AssetError`."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
-    try:
-        state = load_file(str(check_weights(folder)))
-    except Exception as exc:  # a truncated or corrupt file
-        raise AssetError(f"{folder}/{WEIGHTS_FILE} is damaged: {str(exc).splitlines()[0]}",
-                         "restore the checkpoint, or start the run again without --resume") from None
-    _check_finite(state, folder)
+    state = read_weights(check_weights(folder))
+    check_finite(state, folder)
     own = split_state(model.state_dict())[0]
     tied = {k for k in own if k not in state and k in ("lm_head.weight", "model.encoder.embed_tokens.weight",
                                                         "model.decoder.embed_tokens.weight")}
@@ -151,14 +146,6 @@ def load_generator_weights(model: BartForConditionalGeneration, folder: str | Pa
     model.load_state_dict(state, strict=False)
     if aux_decoder(model) is not None:
         load_aux_weights(model, folder)
-
-
-def _check_finite(state: dict[str, torch.Tensor], folder: Path) -> None:
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise AssetError(f"{folder}: weights hold NaN or inf ({', '.join(bad[:3])}"
-                         + (f", +{len(bad) - 3} more" if len(bad) > 3 else "") + ")",
-                         "the run that wrote it diverged: use an earlier checkpoint, e.g. best/ or a lower --lr")
 
 
 def load_policy(folder: str | Path, device: torch.device | str = "cpu",
@@ -234,6 +221,6 @@ def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tu
     except Exception as exc:  # damaged safetensors raise library-specific errors
         raise AssetError(f"{folder}: cannot load the weights: {str(exc).splitlines()[0]}",
                          "re-train or restore the checkpoint") from None
-    _check_finite(model.state_dict(), folder)
+    check_finite(model.state_dict(), folder)
     tok = load_tokenizer(str(folder))
     return model.to(device).eval(), tok, meta
