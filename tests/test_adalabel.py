@@ -220,25 +220,12 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     """As for CE and CORAL: generator, auxiliary decoder and optimizer come back exactly."""
     from safetensors.torch import load_file
 
-    from coral_cli.runs import run_dir
-    from coral_cli.tasks.train import train_generator
-    from coral_cli.training.events import StepEnd
-    from tests.tiny_generator import write_recipe
+    from tests.tiny_generator import full_and_resumed, write_recipe
 
     cfg = resolve(write_recipe(tmp_path, "\n[runtime]\nseed = 3\n"),
                   {"objective.loss": "adalabel", "train.max_steps": 8, "train.save_every": 3, "data.max_pairs": 16,
                    "generator.dropout": 0.1, "train.log_every": 1, "train.eval_every": 0})
-    full = run_dir(tmp_path, "full")
-    train_generator(cfg, full, [])
-
-    def kill(event):
-        if isinstance(event, StepEnd) and event.step == 5:
-            raise KeyboardInterrupt
-
-    killed = run_dir(tmp_path, "killed")
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, killed, [kill])
-    state = train_generator(cfg, killed, [], resume=True)
+    full, killed, state = full_and_resumed(cfg, tmp_path, kill_at=5)
     assert state.step == 8
     for name in ("model.safetensors", AUX_FILE):
         a = load_file(str(full.checkpoint("last") / name))

@@ -14,12 +14,9 @@ from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.batch import TrainBatch
 from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.generator.model import build_generator, load_generator
-from coral_cli.tasks.train import train_generator
 from coral_cli.objectives.cross_entropy import CrossEntropy
-from coral_cli.runs import run_dir
 from coral_cli.tokenizer import load_tokenizer, wordpiece_text
-from coral_cli.training.events import StepEnd
-from tests.tiny_generator import write_recipe
+from tests.tiny_generator import full_and_resumed, write_recipe
 
 CPU = torch.device("cpu")
 
@@ -104,17 +101,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     extra = "\n[runtime]\nseed = 3\n"
     cfg = resolve(write_recipe(tmp_path, extra), {"train.max_steps": 20, "train.save_every": 6, "generator.dropout": 0.1,
                                                   "train.log_every": 1})
-    full = run_dir(tmp_path, "full")
-    train_generator(cfg, full, [])
-
-    def kill(event):
-        if isinstance(event, StepEnd) and event.step == 9:
-            raise KeyboardInterrupt
-
-    killed = run_dir(tmp_path, "killed")
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, killed, [kill])
-    state = train_generator(cfg, killed, [], resume=True)
+    full, killed, state = full_and_resumed(cfg, tmp_path, kill_at=9)
     assert state.step == 20
     a = load_generator(full.checkpoint("last"))[0].state_dict()
     b = load_generator(killed.checkpoint("last"))[0].state_dict()

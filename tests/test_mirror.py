@@ -187,26 +187,15 @@ def test_a_tiny_slice_trains_and_the_checkpoint_generates_and_chats(trained, cli
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     from coral_cli.generator.lm_checkpoint import read_meta
     from coral_cli.generator.mirror_policy import load_mirror_policy
-    from coral_cli.runs import run_dir
-    from coral_cli.tasks.train import train_generator
-    from coral_cli.training.events import StepEnd
+    from tests.tiny_generator import full_and_resumed
 
     (tmp_path / "mirror.toml").write_text(RECIPE)
     # dropout and z draw from the RNG; the KL weight is still rising at the kill (annealed over 8 batches)
     cfg = resolve(str(tmp_path / "mirror.toml"), {"train.max_steps": 8, "train.save_every": 3, "train.eval_every": 0,
                                                   "generator.mirror.dropout": 0.2,
                                                   "generator.mirror.kl_anneal_batches": 8, "runtime.seed": 3})
-    full = run_dir(tmp_path, "full")
-    train_generator(cfg, full, [])
-
-    def kill(event):
-        if isinstance(event, StepEnd) and event.step == 4:
-            raise KeyboardInterrupt
-
-    killed = run_dir(tmp_path, "killed")
-    with pytest.raises(KeyboardInterrupt):
-        train_generator(cfg, killed, [kill])
-    assert train_generator(cfg, killed, [], resume=True).step == 8
+    full, killed, state = full_and_resumed(cfg, tmp_path, kill_at=4)
+    assert state.step == 8
     a, b = (load_mirror_policy(r.checkpoint("last"), CPU, read_meta(r.checkpoint("last"))).model.state_dict()
             for r in (full, killed))
     for key in a:

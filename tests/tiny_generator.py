@@ -41,3 +41,25 @@ def write_recipe(tmp_path, extra: str = "") -> str:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_GENERATOR + extra)
     return str(path)
+
+
+def full_and_resumed(cfg, tmp_path, kill_at: int):
+    """Train `cfg` straight through (run 'full') and again killed after step `kill_at` then
+    resumed (run 'killed'): (full, killed, the resumed run's final loop state)."""
+    import pytest
+
+    from coral_cli.runs import run_dir
+    from coral_cli.tasks.train import train_generator
+    from coral_cli.training.events import StepEnd
+
+    full = run_dir(tmp_path, "full")
+    train_generator(cfg, full, [])
+
+    def kill(event):
+        if isinstance(event, StepEnd) and event.step == kill_at:
+            raise KeyboardInterrupt
+
+    killed = run_dir(tmp_path, "killed")
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(cfg, killed, [kill])
+    return full, killed, train_generator(cfg, killed, [], resume=True)
