@@ -1,7 +1,9 @@
 """Faster decoding with unchanged outputs: the top-k nucleus keeps exactly what HF's sorting
-`TopPLogitsWarper` keeps (so seeded sampling draws the same tokens), and the log-probs recorded
-while decoding equal the teacher-forced re-score's. Tiny models built in code, seeds fixed."""
+`TopPLogitsWarper` keeps, the sampler draws from exactly that nucleus (the distribution HF's
+sampling draws from), and the log-probs recorded while decoding equal the teacher-forced
+re-score's. Tiny models built in code, seeds fixed."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -9,14 +11,13 @@ import torch
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
-    TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
 
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.generation import responses
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.nucleus import NucleusLogitsProcessor
+from coral_cli.generator.nucleus import NucleusLogitsProcessor, NucleusSampler
 from coral_cli.generator.policy import CausalPolicy
 from coral_cli.generator.sampling import generate_kwargs, run_generate
 from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
@@ -77,12 +78,63 @@ def test_top_p_zero_and_one_match_the_warper():
         assert torch.equal(NucleusLogitsProcessor(top_p)(ids, x), TopPLogitsWarper(top_p)(ids, x))
 
 
-def test_nucleus_kwargs_apply_temperature_first_and_turn_off_hf_top_p():
+def test_nucleus_kwargs_sample_in_our_processor_under_greedy_search():
     kw = generate_kwargs(GenerateConfig(strategy="nucleus", top_p=0.8, temperature=0.7))
-    assert kw["top_p"] == 1.0 and kw["temperature"] == 1.0 and kw["top_k"] == 0
-    assert [type(p) for p in kw["logits_processor"]] == [TemperatureLogitsWarper, NucleusLogitsProcessor]
-    assert [type(p) for p in generate_kwargs(GenerateConfig(strategy="nucleus", top_p=1.0))["logits_processor"]] == []
+    assert kw["do_sample"] is False and kw["top_p"] == 1.0 and kw["temperature"] == 1.0
+    [sampler] = kw["logits_processor"]
+    assert isinstance(sampler, NucleusSampler) and sampler.temperature == 0.7 and sampler.nucleus.top_p == 0.8
+    assert generate_kwargs(GenerateConfig(strategy="nucleus", top_p=1.0))["logits_processor"][0].nucleus is None
     assert "logits_processor" not in generate_kwargs(GenerateConfig(strategy="greedy"))
+    assert generate_kwargs(GenerateConfig(strategy="nucleus"), sort_free=False)["do_sample"] is True
+
+
+def draws(sampler: NucleusSampler, row: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """n tokens drawn from one (V,) row of logits: the chosen token is the row's only finite score."""
+    torch.manual_seed(seed)
+    out = sampler(torch.zeros(n, 1, dtype=torch.long), row.expand(n, -1).clone())
+    assert torch.equal(out.isfinite().sum(1), torch.ones(n, dtype=torch.long))
+    return out.argmax(1)
+
+
+@pytest.mark.parametrize("kind", ["peaked", "flat", "ties", "few"])
+@pytest.mark.parametrize("top_p,temperature", [(0.9, 1.0), (0.5, 0.7), (1.0, 1.0)])
+def test_sampler_draws_from_the_sorting_warpers_nucleus(kind, top_p, temperature):
+    """Over 10,000 draws, each token expected 20+ times, and the rest in 8 groups by token id,
+    are drawn as often as softmax(TopPLogitsWarper(x / T)) says, within 5 standard errors, and
+    no token outside the nucleus is ever drawn."""
+    x = logits((1, 1000), kind, seed=7)[0]
+    if kind == "peaked":
+        x = x / 4  # a nucleus of dozens of tokens, inside the first top-k width
+    expected = TopPLogitsWarper(top_p)(torch.zeros(1, 1, dtype=torch.long), x[None] / temperature)[0].softmax(-1)
+    n = 10_000
+    freq = torch.bincount(draws(NucleusSampler(top_p, temperature), x, n, seed=1), minlength=len(x)) / n
+    assert (freq[expected == 0] == 0).all()
+    big = expected * n >= 20
+    rest = (~big).nonzero()[:, 0].tensor_split(8)
+    cells = [(freq[i], expected[i]) for i in big.nonzero()[:, 0]] + [(freq[r].sum(), expected[r].sum()) for r in rest]
+    for f, p in cells:
+        assert abs(float(f) - float(p)) <= 5 * (float(p) * (1 - float(p)) / n) ** 0.5 + 1e-9
+    assert (expected > 0).sum() > 1  # a real choice, not a single token
+
+
+def test_sampler_fails_the_frequency_check_without_the_nucleus():
+    """The check above can fail: full-softmax draws put mass where the nucleus has none."""
+    x = logits((1, 1000), "peaked", seed=7)[0] / 4
+    expected = TopPLogitsWarper(0.5)(torch.zeros(1, 1, dtype=torch.long), x[None])[0].softmax(-1)
+    got = draws(NucleusSampler(1.0), x, 10_000, seed=1)
+    assert (expected[got] == 0).any()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_sampled_generate_with_a_one_token_nucleus_is_greedy(causal, n):
+    """top_p -> 0 keeps the top token only: every sample, n per context in context order,
+    equals greedy decoding's reply, through `run_generate`'s prompt repetition."""
+    ids, mask = causal.prompts(causal.context_ids(CONTEXTS, 64), CPU)
+    greedy = causal.sample(causal.model, ids, mask, GenerateConfig(strategy="greedy", max_new_tokens=8))
+    sampled = causal.sample(causal.model, ids, mask, GenerateConfig(strategy="nucleus", top_p=1e-6,
+                                                                    max_new_tokens=8, num_return_sequences=n))
+    assert torch.equal(sampled.ids, greedy.ids.repeat_interleave(n, 0))
+    assert torch.equal(sampled.mask, greedy.mask.repeat_interleave(n, 0))
 
 
 @pytest.fixture(scope="module")
@@ -121,27 +173,11 @@ def seq2seq():
     return PretrainedSeq2SeqPolicy(model, tok)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_generate_draws_the_same_tokens_as_hf_top_p(causal, temperature):
-    ids, mask = causal.prompts(causal.context_ids(CONTEXTS, 64), CPU)
-    g = GenerateConfig(strategy="nucleus", top_p=0.9, temperature=temperature, max_new_tokens=12,
-                       num_return_sequences=3)
-    hf = generate_kwargs(g, sort_free=False)  # HF's own warpers: what the GPU path passes
-    assert hf["top_p"] == g.top_p and hf["temperature"] == g.temperature and "logits_processor" not in hf
-    outs = []
-    for kw in (hf, generate_kwargs(g)):
-        torch.manual_seed(0)
-        with torch.inference_mode():
-            outs.append(causal.model.generate(input_ids=ids, attention_mask=mask, pad_token_id=causal.pad_id,
-                                              eos_token_id=causal.end_id, **kw))
-    assert torch.equal(outs[0], outs[1])
-
-
 CONFIGS = {
     "greedy": GenerateConfig(strategy="greedy", max_new_tokens=10),
     "nucleus": GenerateConfig(strategy="nucleus", top_p=0.9, max_new_tokens=10, num_return_sequences=3, seed=1),
     "nucleus-rules": GenerateConfig(strategy="nucleus", top_p=0.5, temperature=0.7, min_new_tokens=3,
-                                    no_repeat_ngram_size=2, max_new_tokens=12, num_return_sequences=2, seed=2),
+                                    no_repeat_ngram_size=2, max_new_tokens=12, num_return_sequences=2),
 }
 
 
@@ -150,16 +186,21 @@ CONFIGS = {
 def test_recorded_logprobs_equal_the_teacher_forced_re_score(backend, g, request, monkeypatch):
     policy = request.getfixturevalue(backend)
     ctx = policy.context_ids(CONTEXTS, 64)
-    recorded = generate_for_contexts(policy, ctx, g)
+    ended: list[torch.Tensor] = []
+    sample = policy.sample
+    monkeypatch.setattr(policy, "sample", lambda *a, **k: ended.append((out := sample(*a, **k)).ended) or out)
+    for seed in range(50) if g.num_return_sequences == 2 else [g.seed]:
+        ended.clear()  # with two samples per context: a seed whose samples both end and run to the limit
+        recorded = generate_for_contexts(policy, ctx, dataclasses.replace(g, seed=seed))
+        if g.num_return_sequences != 2 or (torch.cat(ended).any() and not torch.cat(ended).all()):
+            break
+    else:
+        pytest.fail("no seed gave both ended and cut samples")
     monkeypatch.setattr(responses, "autocast_dtype", lambda device: torch.bfloat16)  # as under bf16: re-score
-    rescored = generate_for_contexts(policy, ctx, g)
+    rescored = generate_for_contexts(policy, ctx, dataclasses.replace(g, seed=seed))
     assert [r["responses"] for r in recorded] == [r["responses"] for r in rescored]
     for a, b in zip(recorded, rescored):
         assert a["logprobs"] == pytest.approx(b["logprobs"], abs=1e-4)
-    if g.strategy == "nucleus" and g.num_return_sequences == 2:  # end tokens are scored, nothing after them
-        torch.manual_seed(g.seed)
-        samples = policy.sample(policy.model, *policy.prompts(ctx, CPU), g)
-        assert samples.ended.any() and not samples.ended.all()
 
 
 def test_beam_search_is_not_recorded(causal):

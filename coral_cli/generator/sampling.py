@@ -6,24 +6,26 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from transformers import LogitsProcessorList, PreTrainedModel, TemperatureLogitsWarper
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.device import autocast_dtype
-from coral_cli.generator.nucleus import NucleusLogitsProcessor
+from coral_cli.generator.nucleus import NucleusSampler
 from coral_cli.generator.step_logprobs import StepLogprobs
 
 
 def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None, sort_free: bool = True) -> dict:
     """GenerateConfig -> keyword arguments of `model.generate`.
 
-    With `sort_free` (CPUs), nucleus sampling passes temperature and top-p as our own processors
-    (`NucleusLogitsProcessor` keeps what HF's sorting `TopPLogitsWarper` keeps, without the sort).
-    `generate` runs passed processors after its own and before its warpers, so both go in here,
-    temperature first as in HF's warper order; its own temperature and top-p are then off (1.0).
-    Without it, HF's own warpers: the same kept set, exactly what a user writes (the bench's
-    anchor). Both devices use the prefilter: on an H200 at paper size our generation made 60.5
-    responses/s with it and 38.0 with HF's sorting warper (2026-11-30, docs/RESULTS.md)."""
+    With `sort_free`, nucleus sampling is `NucleusSampler`: the temperature, then a draw from
+    the exact nucleus of HF's sorting `TopPLogitsWarper` found from a top-k (no sort) and sampled
+    over those k tokens (not a multinomial over the whole vocabulary), under `generate`'s greedy
+    loop; `generate` runs passed processors after its own (min length, n-gram rules), as it runs
+    its warpers. The same distribution as HF's sampling, not the same draws. Greedy `generate`
+    returns one row per input, so `expand_inputs` repeats each prompt n times first.
+    Without `sort_free`, HF's own warpers and sampling, exactly what a user writes (the bench's
+    anchor). Both devices use the sampler: on an H200 at paper size the top-k filter alone made
+    60.5 responses/s against 38.0 with HF's sorting warper (2026-11-30, docs/RESULTS.md)."""
     n = num_return_sequences or g.num_return_sequences
     kw: dict = {"max_new_tokens": g.max_new_tokens, "min_new_tokens": g.min_new_tokens,
                 "num_return_sequences": n, "use_cache": True}
@@ -32,12 +34,8 @@ def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None, 
     if g.strategy == "nucleus" and not sort_free:
         kw.update(do_sample=True, top_p=g.top_p, temperature=g.temperature, top_k=0, num_beams=1)
     elif g.strategy == "nucleus":
-        warpers = LogitsProcessorList()
-        if g.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(g.temperature))
-        if g.top_p < 1.0:
-            warpers.append(NucleusLogitsProcessor(g.top_p))
-        kw.update(do_sample=True, top_p=1.0, temperature=1.0, top_k=0, num_beams=1, logits_processor=warpers)
+        kw.update(do_sample=False, top_p=1.0, temperature=1.0, top_k=None, num_beams=1,
+                  logits_processor=LogitsProcessorList([NucleusSampler(g.top_p, g.temperature)]))
     elif g.strategy == "beam":
         kw.update(do_sample=False, num_beams=max(g.num_beams, n))
     else:
@@ -56,6 +54,7 @@ def run_generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     collects each generated token's log-prob on the way (not for beam search)."""
     dtype = autocast_dtype(input_ids.device, bf16)
     kw = generate_kwargs(g, num_return_sequences)
+    input_ids, attention_mask = expand_inputs(kw, input_ids, attention_mask)
     if record is not None:
         if kw.get("num_beams", 1) > 1:
             raise ValueError("beam search reorders rows between steps: re-score its samples instead")
@@ -63,6 +62,17 @@ def run_generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None), \
             (record.attached(model) if record is not None else nullcontext()):
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kw, **extra)
+
+
+def expand_inputs(kw: dict, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy `generate` (our sampler's loop) returns one row per input: for n samples per
+    context, repeat each prompt n times (context-major, as `num_return_sequences` orders them)
+    and ask for one. Other settings pass through."""
+    n = kw["num_return_sequences"]
+    if kw.get("do_sample") or kw.get("num_beams", 1) > 1 or n == 1:
+        return input_ids, attention_mask
+    kw["num_return_sequences"] = 1
+    return input_ids.repeat_interleave(n, 0), attention_mask.repeat_interleave(n, 0)
 
 
 def cut_at_end(ids: torch.Tensor, end_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
