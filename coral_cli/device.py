@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -32,10 +34,37 @@ def pick_device(spec: str = "auto") -> torch.device:
     return device
 
 
+_cpu_bf16 = False  # set only inside `cpu_bf16(True)` on a CPU with native bf16
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles); elsewhere bf16 is
+    emulated and slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@contextmanager
+def cpu_bf16(enabled: bool) -> Iterator[bool]:
+    """Within the block, `autocast_dtype` gives bf16 for the CPU too (runtime.cpu_bf16) when the
+    CPU has native bf16; yields whether it does. Training and generation enter it; evaluation
+    does not, so every row's metrics are computed in fp32."""
+    global _cpu_bf16
+    before, _cpu_bf16 = _cpu_bf16, bool(enabled) and cpu_bf16_supported()
+    try:
+        yield _cpu_bf16
+    finally:
+        _cpu_bf16 = before
+
+
 def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it (unless `enabled` is False, i.e. train.bf16 =
-    false); full precision elsewhere."""
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    """bf16 autocast on CUDA devices that support it, and on the CPU inside `cpu_bf16(True)`
+    (unless `enabled` is False, i.e. train.bf16 = false); full precision elsewhere."""
+    if not enabled:
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and _cpu_bf16:
         return torch.bfloat16
     return None
 
@@ -54,6 +83,6 @@ def describe_device(spec: str = "auto") -> dict[str, Any]:
             cuda_version=torch.version.cuda,
         )
     else:
-        info.update(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), bf16=False)
+        info.update(threads=torch.get_num_threads(), cpu_count=os.cpu_count(), bf16=cpu_bf16_supported())
     info["autocast"] = str(autocast_dtype(device)).replace("torch.", "") if autocast_dtype(device) else "none"
     return info

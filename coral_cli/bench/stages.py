@@ -86,7 +86,7 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
             output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=cfg.train.lr,
             warmup_steps=min(cfg.train.warmup_steps, steps // 2), logging_strategy="no", save_strategy="no",
             eval_strategy="no", report_to=[], disable_tqdm=True, dataloader_num_workers=0,
-            bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(), use_cpu=device.type != "cuda",
+            bf16=autocast_dtype(device) is not None, use_cpu=device.type != "cuda",  # our precision
             seed=cfg.runtime.seed,
         )
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=ds,
@@ -154,7 +154,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device) -> Any:
-    """The same autocast our generation runs under (bf16 on CUDA, none on CPU)."""
+    """The same autocast our generation runs under (bf16 on CUDA; on a CPU, with runtime.cpu_bf16)."""
     dtype = autocast_dtype(device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 

@@ -26,7 +26,7 @@ from coral_cli.bench.stages import generation_speed, hf_trainer_throughput, rewa
 from coral_cli.config.schema import CoralConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
-from coral_cli.device import describe_device, pick_device
+from coral_cli.device import autocast_dtype, cpu_bf16, describe_device, pick_device
 from coral_cli.generator.model import build_generator
 from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
@@ -38,6 +38,13 @@ from coral_cli.training.batching import token_budget_batches
 
 
 def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
+    """Every measurement, ours and the anchors', at one precision: bf16 autocast on CUDA, and on a
+    CPU with runtime.cpu_bf16 (Seq2SeqTrainer then gets bf16=True)."""
+    with cpu_bf16(cfg.runtime.cpu_bf16):
+        return _measure(cfg, steps, contexts, pairs, rewards)
+
+
+def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
     device = pick_device(cfg.runtime.device)
     tok = load_tokenizer(cfg.tokenizer.name)
     train = retrieval_data(cfg.data, "train", tok)
@@ -75,7 +82,8 @@ def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: 
         "commit": _commit(),
         "coral_version": __version__,
         "machine": {"platform": platform.platform(), "device": describe_device(cfg.runtime.device),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__,
+                    "autocast": str(autocast_dtype(device) or "fp32").removeprefix("torch.")},
         "sizes": {"generator": dataclasses.asdict(cfg.generator), "batch_tokens": cfg.train.batch_tokens,
                   "mean_examples_per_batch": batch_size, "train_pairs": len(train),
                   "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},

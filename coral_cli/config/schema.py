@@ -67,6 +67,9 @@ class RuntimeConfig:
     device: str = opt("auto", "'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'", trains=False)
     seed: int = opt(0, "random seed for shuffling, sampling and initialisation", min=0)
     runs_dir: str = opt("runs", "folder that holds one sub-folder per run", trains=False)
+    cpu_bf16: bool = opt(False, "bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX) for training, on-policy "
+                         "sampling, reward scoring and generation (weights and optimizer stay fp32; evaluation stays "
+                         "fp32); ignored on other CPUs and on CUDA, where train.bf16 decides")
 
 
 @dataclass
@@ -90,7 +93,7 @@ class TrainConfig:
     save_every: int = opt(0, "also checkpoint every N optimizer steps (0 = off)", min=0, trains=False)
     save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1, trains=False)
     log_every: int = opt(10, "log training stats every N optimizer steps", min=1, trains=False)
-    bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (CPU stays fp32)")
+    bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (the CPU: runtime.cpu_bf16)")
 
 
 @dataclass

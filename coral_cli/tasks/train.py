@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import CoralConfig
+from coral_cli.device import cpu_bf16
 from coral_cli.errors import ConfigError
 from coral_cli.generator.lm_checkpoint import read_meta
 from coral_cli.generator.lora import add_lora, frozen_copy
@@ -102,8 +103,10 @@ def build_policy(cfg: CoralConfig, device: torch.device) -> tuple[Policy, dict[s
 def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False,
                     reward: RewardFn | None = None) -> LoopState:
     """Train and return the final loop state; best/ and last/ land in `run.checkpoints`.
-    `reward` replaces the configured retriever with a plain function f(contexts, responses)."""
-    return generator_trainer(cfg, run, listeners, reward).fit(resume)
+    `reward` replaces the configured retriever with a plain function f(contexts, responses).
+    On a CPU, bf16 autocast only with runtime.cpu_bf16."""
+    with cpu_bf16(cfg.runtime.cpu_bf16):
+        return generator_trainer(cfg, run, listeners, reward).fit(resume)
 
 
 def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], reward: RewardFn | None = None) -> Trainer:
@@ -131,7 +134,8 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
 
 def train_retriever(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False) -> LoopState:
     """Build data and model from `cfg` and run the shared trainer; returns the final loop state."""
-    return retriever_trainer(cfg, run, listeners).fit(resume)
+    with cpu_bf16(cfg.runtime.cpu_bf16):
+        return retriever_trainer(cfg, run, listeners).fit(resume)
 
 
 def retriever_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any]) -> Trainer:
