@@ -32,10 +32,19 @@ max_new_tokens = 4
 
 @pytest.mark.slow
 def test_bench_writes_every_stage_as_json(cli, tmp_path):
+    """One tiny run: every stage, the recipe's trained reward (objective.reward_checkpoint) in the
+    CORAL step and timed beside the fresh one, and the precision asked for (runtime.cpu_bf16)."""
+    from coral_cli.config import resolve
+    from coral_cli.device import cpu_bf16_supported
+    from coral_cli.rewards.checkpoint import build_reward, save_reward
+
     recipe = tmp_path / "b.toml"
     recipe.write_text(TINY)
+    cfg = resolve(str(recipe))
+    reward = tmp_path / "reward"
+    save_reward(build_reward(cfg.retriever, cfg.tokenizer.name), reward)
     result = cli("bench", "--recipe", str(recipe), "--steps", "4", "--contexts", "4", "--pairs", "16",
-                 "--rewards", "esim")
+                 "--rewards", "esim", "--set", f"objective.reward_checkpoint='{reward}'", "--set", "runtime.cpu_bf16=true")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stdout is the JSON and nothing else
     ce = report["ce_training"]
@@ -48,5 +57,7 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     ours = ce["coral_trainer"]
     assert ce["hf_seq2seq_trainer"]["params"] == ours["params"] > 0  # the same model on both sides
     assert ours["model_tflops_per_s"] == pytest.approx(6 * ours["params"] * ours["tokens_per_s"] / 1e12)
-    assert set(report["reward_scoring"]) == {"esim"} and report["reward_scoring"]["esim"]["pairs"] == 16
+    assert set(report["reward_scoring"]) == {"esim", "training_reward"} and report["reward_scoring"]["esim"]["pairs"] == 16
+    assert report["coral_mix_step"]["reward"] == report["reward_scoring"]["training_reward"]["checkpoint"] == str(reward)
+    assert report["machine"]["autocast"] == ("bfloat16" if cpu_bf16_supported() or report["machine"]["device"]["type"] == "cuda" else "fp32")
     assert report["machine"]["device"]["type"] in ("cpu", "cuda")

@@ -30,7 +30,7 @@ from coral_cli.device import autocast_dtype, cpu_bf16, describe_device, pick_dev
 from coral_cli.generator.model import build_generator
 from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
-from coral_cli.rewards.checkpoint import build_reward
+from coral_cli.rewards.checkpoint import build_reward, load_reward
 from coral_cli.rewards.retrieval_data import retrieval_data
 from coral_cli.tasks.train import build_objective
 from coral_cli.tokenizer import load_tokenizer
@@ -58,7 +58,7 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
     ce_cfg.objective.loss = "ce"
     ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy, None, steps, device)
     hf = hf_trainer_throughput(copy.deepcopy(cfg), tok, data, steps, batch_size, device)
-    reward = build_reward(cfg.retriever, cfg.tokenizer.name).to(device).eval().requires_grad_(False)
+    reward, reward_source = _training_reward(cfg, device)
     coral_cfg = copy.deepcopy(cfg)
     coral_cfg.objective.loss, coral_cfg.objective.policy = "coral", "mix"
     o = coral_cfg.objective
@@ -76,6 +76,8 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
     for name in rewards:
         r_cfg = dataclasses.replace(cfg.retriever, model=name, args={})
         scoring[name] = reward_speed(build_reward(r_cfg, cfg.tokenizer.name), ctx, resp, device)
+    if reward_source != FRESH:
+        scoring["training_reward"] = {"checkpoint": reward_source, **reward_speed(reward, ctx, resp, device)}
 
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -90,10 +92,22 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
         "ce_training": {"coral_trainer": ce, "hf_seq2seq_trainer": hf,
                         "throughput_ratio": ce["tokens_per_s"] / hf["tokens_per_s"]},
         "coral_mix_step": {"coral": coral, "ce": ce, "step_time_ratio": coral["seconds_per_step"] / ce["seconds_per_step"],
-                           "p_plus": o.p_plus},
+                           "p_plus": o.p_plus, "reward": reward_source},
         "generation": {**gen, "decoding": dataclasses.asdict(cfg.generate)},
         "reward_scoring": scoring,
     }
+
+
+FRESH = "a fresh retriever of the recipe's [retriever] sizes"
+
+
+def _training_reward(cfg: CoralConfig, device: torch.device) -> tuple[Any, str]:
+    """The reward CORAL trains against: the recipe's objective.reward_checkpoint when it exists
+    (e.g. the CPU table's 2-layer retriever), else a fresh retriever of the [retriever] sizes."""
+    ckpt = cfg.objective.reward_checkpoint
+    if ckpt and Path(ckpt).is_dir():
+        return load_reward(ckpt, device).eval().requires_grad_(False), str(ckpt)
+    return build_reward(cfg.retriever, cfg.tokenizer.name).to(device).eval().requires_grad_(False), FRESH
 
 
 def _commit() -> str | None:
