@@ -47,8 +47,9 @@ def cpu_bf16_supported() -> bool:
 @contextmanager
 def cpu_bf16(enabled: bool) -> Iterator[bool]:
     """Within the block, `autocast_dtype` gives bf16 for the CPU too (runtime.cpu_bf16) when the
-    CPU has native bf16; yields whether it does. Training and generation enter it; evaluation
-    does not, so every row's metrics are computed in fp32."""
+    CPU has native bf16; yields whether it does. Training enters it (its reward scoring too);
+    evaluation does not, so every row's metrics are computed in fp32; decoding stays fp32 on a
+    CPU (`decoding_dtype`)."""
     global _cpu_bf16
     before, _cpu_bf16 = _cpu_bf16, bool(enabled) and cpu_bf16_supported()
     try:
@@ -67,6 +68,14 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | 
     if device.type == "cpu" and _cpu_bf16:
         return torch.bfloat16
     return None
+
+
+def decoding_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """Autocast for decoding (`generate`): bf16 on CUDA as `autocast_dtype`, fp32 on a CPU even
+    under runtime.cpu_bf16: at the CPU table's size bf16 decoding made 17.5 responses/s against
+    20.4 in fp32 (2026-11-30, docs/RESULTS.md), its small per-step matmuls gaining less than the
+    casts cost."""
+    return autocast_dtype(device, enabled) if device.type == "cuda" else None
 
 
 def describe_device(spec: str = "auto") -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_bf16_false_reaches_sampling_and_reward_scoring(tok, monkeypatch):
 
     seen = []
     spy = lambda device, enabled=True: seen.append(enabled)  # noqa: E731 (returns None: fp32)
-    monkeypatch.setattr(sampling, "autocast_dtype", spy)
+    monkeypatch.setattr(sampling, "decoding_dtype", spy)
     monkeypatch.setattr(base, "autocast_dtype", spy)
     cfg, model = tiny(tok, p_plus=0.0, policy="mix", sample_max_new_tokens=2)
     cfg.train.bf16 = False

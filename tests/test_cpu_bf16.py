@@ -1,12 +1,12 @@
-"""runtime.cpu_bf16: bf16 autocast on a CPU with native bf16, scoped to training and generation,
-never to evaluation, and off where the CPU would only emulate it. Tiny models, 16 steps."""
+"""runtime.cpu_bf16: bf16 autocast on a CPU with native bf16, scoped to training (and its reward
+scoring), never to decoding or evaluation, and off where the CPU would only emulate it."""
 
 import pytest
 import torch
 
 from coral_cli import device as dev
 from coral_cli.config import resolve
-from coral_cli.device import autocast_dtype, cpu_bf16
+from coral_cli.device import autocast_dtype, cpu_bf16, decoding_dtype
 from coral_cli.runs import run_dir
 from coral_cli.tasks.train import train_generator
 from coral_cli.training.events import StepEnd
@@ -20,6 +20,7 @@ def test_cpu_bf16_holds_inside_its_block_only_and_needs_native_bf16(monkeypatch)
     assert autocast_dtype(CPU) is None
     with cpu_bf16(True) as on:
         assert on and autocast_dtype(CPU) is torch.bfloat16
+        assert decoding_dtype(CPU) is None  # decoding stays fp32 on a CPU (measured faster)
         assert autocast_dtype(CPU, enabled=False) is None  # train.bf16 = false still wins
         with cpu_bf16(False):
             assert autocast_dtype(CPU) is None

@@ -196,7 +196,7 @@ def test_recorded_logprobs_equal_the_teacher_forced_re_score(backend, g, request
             break
     else:
         pytest.fail("no seed gave both ended and cut samples")
-    monkeypatch.setattr(responses, "autocast_dtype", lambda device: torch.bfloat16)  # as under bf16: re-score
+    monkeypatch.setattr(responses, "decoding_dtype", lambda device: torch.bfloat16)  # as under bf16: re-score
     rescored = generate_for_contexts(policy, ctx, dataclasses.replace(g, seed=seed))
     assert [r["responses"] for r in recorded] == [r["responses"] for r in rescored]
     for a, b in zip(recorded, rescored):

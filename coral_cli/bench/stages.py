@@ -15,7 +15,7 @@ import torch
 
 from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig, GenerateConfig
-from coral_cli.device import autocast_dtype
+from coral_cli.device import autocast_dtype, decoding_dtype
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.model import build_generator
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
@@ -154,8 +154,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _autocast(device: torch.device) -> Any:
-    """The same autocast our generation runs under (bf16 on CUDA; on a CPU, with runtime.cpu_bf16)."""
-    dtype = autocast_dtype(device)
+    """The same autocast our generation runs under (bf16 on CUDA, fp32 on a CPU)."""
+    dtype = decoding_dtype(device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 

@@ -44,7 +44,7 @@ def generate(
     split = split or "test"
 
     from coral_cli.commands.progress import count_progress
-    from coral_cli.device import cpu_bf16, pick_device
+    from coral_cli.device import pick_device
     from coral_cli.generation.outputs import write_generation
     from coral_cli.generation.requests import jsonl_requests, split_requests
     from coral_cli.generation.responses import generate_for_contexts, rerank
@@ -71,7 +71,7 @@ def generate(
     else:
         requests = split_requests(cfg.data, split, policy)
     t0 = time.perf_counter()
-    with count_progress("generating", len(requests)) as advance, cpu_bf16(cfg.runtime.cpu_bf16):
+    with count_progress("generating", len(requests)) as advance:
         results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate, advance)
         if reward is not None:
             results = rerank(results, [r["context"] for r in requests], reward, str(rerank_with))

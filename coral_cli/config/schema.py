@@ -67,9 +67,9 @@ class RuntimeConfig:
     device: str = opt("auto", "'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'", trains=False)
     seed: int = opt(0, "random seed for shuffling, sampling and initialisation", min=0)
     runs_dir: str = opt("runs", "folder that holds one sub-folder per run", trains=False)
-    cpu_bf16: bool = opt(False, "bf16 autocast on a CPU with native bf16 (AVX512-BF16 or AMX) for training, on-policy "
-                         "sampling, reward scoring and generation (weights and optimizer stay fp32; evaluation stays "
-                         "fp32); ignored on other CPUs and on CUDA, where train.bf16 decides")
+    cpu_bf16: bool = opt(False, "bf16 autocast for training (generator and retriever) and reward scoring on a CPU with "
+                         "native bf16 (AVX512-BF16 or AMX): weights and optimizer stay fp32, decoding and evaluation "
+                         "stay fp32; ignored on other CPUs and on CUDA, where train.bf16 decides")
 
 
 @dataclass

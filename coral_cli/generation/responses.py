@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.device import autocast_dtype
+from coral_cli.device import decoding_dtype
 from coral_cli.generator.batch import IGNORE, Responses
 from coral_cli.generator.policy import Policy
 from coral_cli.generator.step_logprobs import StepLogprobs, scored_mean
@@ -35,7 +35,7 @@ def generate_for_contexts(policy: Policy, context_ids: Sequence[Sequence[int]], 
         torch.cuda.manual_seed_all(g.seed)
     results: list[dict[str, Any]] = [{} for _ in context_ids]
     policy.model.eval()
-    record = g.strategy != "beam" and autocast_dtype(device) is None
+    record = g.strategy != "beam" and decoding_dtype(device) is None
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         ids, mask = policy.prompts([context_ids[i] for i in idx], device)
         rec = StepLogprobs() if record else None

@@ -9,7 +9,7 @@ import torch
 from transformers import LogitsProcessorList, PreTrainedModel
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.device import autocast_dtype
+from coral_cli.device import decoding_dtype
 from coral_cli.generator.nucleus import NucleusSampler
 from coral_cli.generator.step_logprobs import StepLogprobs
 
@@ -52,7 +52,7 @@ def run_generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     """`model.generate` under bf16 autocast on CUDA (unless `bf16` is False) -> the raw output
     ids (B * n rows, context-major); the backend cuts the response out of them. A `record`
     collects each generated token's log-prob on the way (not for beam search)."""
-    dtype = autocast_dtype(input_ids.device, bf16)
+    dtype = decoding_dtype(input_ids.device, bf16)
     kw = generate_kwargs(g, num_return_sequences)
     input_ids, attention_mask = expand_inputs(kw, input_ids, attention_mask)
     if record is not None:

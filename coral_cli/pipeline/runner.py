@@ -158,7 +158,7 @@ class TableRunner:
     def generate(self, stage: StageSpec) -> None:
         """The recipe's [generate] decoding for every pair of the split, in order; with
         `rerank_with`, `candidates` samples each and the ranker's best as the response."""
-        from coral_cli.device import cpu_bf16, pick_device
+        from coral_cli.device import pick_device
         from coral_cli.generation.outputs import write_generation
         from coral_cli.generation.requests import split_requests
         from coral_cli.generation.responses import generate_for_contexts, rerank
@@ -189,7 +189,7 @@ class TableRunner:
         self.notify(stage.name, f"generating {len(requests)} responses ({cfg.generate.strategy})"
                     + (f", the best of {n} by {ranker}" if ranker else ""))
         t0 = time.perf_counter()
-        with self.count_view(f"{stage.name}: generating", len(requests)) as advance, cpu_bf16(cfg.runtime.cpu_bf16):
+        with self.count_view(f"{stage.name}: generating", len(requests)) as advance:
             results = generate_for_contexts(policy, [r["context_ids"] for r in requests], cfg.generate, advance)
         if reward is not None:
             results = rerank(results, [r["context"] for r in requests], reward, str(ranker))
