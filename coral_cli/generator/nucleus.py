@@ -102,10 +102,10 @@ class NucleusLogitsProcessor(LogitsProcessor):
             if not len(todo):
                 return tokens
             p = probs[todo]
-            draw = torch.multinomial(p, 1)  # (n, 1)
+            draw = _inverse_cdf_draw(p)  # (n, 1)
             pi = p.gather(1, draw)
-            above = torch.where(p > pi, p, 0.0).double().sum(-1)  # the mass ranked above the token
-            tied = torch.where(p == pi, p, 0.0).double().sum(-1)
+            above = torch.where(p > pi, p, 0.0).sum(-1, dtype=torch.float64)  # the mass ranked above the token
+            tied = torch.where(p == pi, p, 0.0).sum(-1, dtype=torch.float64)
             keep = 1.0 - above - tied + pi[:, 0].double() > t + m
             drop = 1.0 - above <= t - m
             unclear = ~keep & ~drop
@@ -116,7 +116,7 @@ class NucleusLogitsProcessor(LogitsProcessor):
             tokens[todo[keep]] = draw[keep, 0]
             todo = todo[drop]
         if len(todo):
-            tokens[todo] = torch.multinomial(self.warper(input_ids[todo], scores[todo]).softmax(-1), 1)[:, 0]
+            tokens[todo] = _inverse_cdf_draw(self.warper(input_ids[todo], scores[todo]).softmax(-1))[:, 0]
         return tokens
 
     def groups(self, scores: torch.Tensor) -> list[Decided]:
@@ -164,6 +164,15 @@ class NucleusLogitsProcessor(LogitsProcessor):
         return vals, idx, remove, need
 
 
+def _inverse_cdf_draw(p: torch.Tensor) -> torch.Tensor:
+    """(n, V) probabilities -> (n, 1) one draw per row: the first token whose float64 cumulative
+    mass exceeds a uniform draw (never a zero-probability token). `torch.multinomial` on a CPU
+    draws an exponential variate for every entry: half the sampling time of a flat 30k row."""
+    cdf = p.cumsum(-1, dtype=torch.float64)
+    u = torch.rand(p.shape[0], 1, dtype=torch.float64, device=p.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1)
+
+
 class NucleusSampler(LogitsProcessor):
     """The last logits processor of sampled decoding under `generate(do_sample=False)`: applies
     the temperature, draws each row's token from its exact nucleus (`NucleusLogitsProcessor.sample`)
@@ -181,7 +190,7 @@ class NucleusSampler(LogitsProcessor):
         if self.temperature != 1.0:
             scores = scores / self.temperature
         if self.nucleus is None:
-            tokens = torch.multinomial(scores.softmax(-1), 1)[:, 0]
+            tokens = _inverse_cdf_draw(scores.softmax(-1))[:, 0]
         else:
             tokens = self.nucleus.sample(input_ids, scores)
         return torch.full_like(scores, float("-inf")).scatter_(1, tokens[:, None], 0.0)
