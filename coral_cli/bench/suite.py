@@ -6,6 +6,9 @@
 - our generation vs the loop a user writes: `model.generate` over batches of 64 in input order
   (responses/s, equal outputs lengths; a per-example loop as an extra line);
 - reward scoring pairs/s of each retriever; peak memory of each stage.
+
+With a pretrained causal LM (`generator.pretrained`): a CORAL step vs a step of trl's GRPOTrainer
+on that model (`trl_compare`), and reward scoring.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from coral_cli import __version__
 from coral_cli.bench.stages import generation_speed, hf_trainer_throughput, reward_speed, train_throughput
+from coral_cli.bench.trl_compare import compare_grpo, require_trl
 from coral_cli.config.schema import CoralConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
@@ -37,11 +41,41 @@ from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.batching import token_budget_batches
 
 
-def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
+def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...],
+              samples: int = 4) -> dict[str, Any]:
     """Every measurement, ours and the anchors', at one precision: bf16 autocast on CUDA, and on a
-    CPU with runtime.cpu_bf16 (Seq2SeqTrainer then gets bf16=True)."""
+    CPU with runtime.cpu_bf16 (Seq2SeqTrainer and GRPOTrainer then get bf16=True).
+
+    A recipe with a pretrained LM (`generator.pretrained`) is benched as that model: a CORAL step
+    vs trl's GRPOTrainer step with `samples` completions per prompt, and reward scoring. The CE,
+    CORAL-vs-CE and generation stages time the paper's from-scratch BART, a model such a recipe
+    never trains, so they are left out (named under "skipped")."""
+    if cfg.generator.pretrained:
+        require_trl()  # before any slow work
     with cpu_bf16(cfg.runtime.cpu_bf16):
+        if cfg.generator.pretrained:
+            return _measure_pretrained(cfg, steps, pairs, rewards, samples)
         return _measure(cfg, steps, contexts, pairs, rewards)
+
+
+def _measure_pretrained(cfg: CoralConfig, steps: int, pairs: int, rewards: tuple[str, ...],
+                        samples: int) -> dict[str, Any]:
+    device = pick_device(cfg.runtime.device)
+    reward, reward_source = _training_reward(cfg, device)
+    reward.bf16 = cfg.train.bf16  # as CORAL training scores (load_training_reward)
+    name = f"{type(reward).__name__} " + (f"from {reward_source}" if reward_source != FRESH else "(fresh, untrained)")
+    grpo = compare_grpo(cfg, reward, name, steps, samples, device)
+    skipped = "times the paper's from-scratch BART, not the recipe's pretrained LM"
+    return {
+        **_header(cfg, device),
+        "sizes": {"generator": dataclasses.asdict(cfg.generator),
+                  "objective": {k: getattr(cfg.objective, k) for k in ("sample_max_new_tokens", "sample_top_p",
+                                                                      "sample_temperature", "kl_coef")},
+                  "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},
+        "trl_grpo": {**grpo, "reward": reward_source},
+        "reward_scoring": _scoring(cfg, reward, reward_source, pairs, rewards, device),
+        "skipped": {"ce_training": skipped, "coral_mix_step": skipped, "generation": skipped},
+    }
 
 
 def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
@@ -70,22 +104,10 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
     policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device).eval(), tok)
     gen = generation_speed(policy, test["context_ids"][:contexts], cfg.generate, device)
 
-    ctx = [c for c in test["context_ids"][:pairs]]
-    resp = [r for r in test["response_ids"][:pairs]]
-    scoring = {}
-    for name in rewards:
-        r_cfg = dataclasses.replace(cfg.retriever, model=name, args={})
-        scoring[name] = reward_speed(build_reward(r_cfg, cfg.tokenizer.name), ctx, resp, device)
-    if reward_source != FRESH:
-        scoring["training_reward"] = {"checkpoint": reward_source, **reward_speed(reward, ctx, resp, device)}
+    scoring = _scoring(cfg, reward, reward_source, pairs, rewards, device, test)
 
     return {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "commit": _commit(),
-        "coral_version": __version__,
-        "machine": {"platform": platform.platform(), "device": describe_device(cfg.runtime.device),
-                    "torch": torch.__version__,
-                    "autocast": str(autocast_dtype(device) or "fp32").removeprefix("torch.")},
+        **_header(cfg, device),
         "sizes": {"generator": dataclasses.asdict(cfg.generator), "batch_tokens": cfg.train.batch_tokens,
                   "mean_examples_per_batch": batch_size, "train_pairs": len(train),
                   "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},
@@ -99,6 +121,32 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
 
 
 FRESH = "a fresh retriever of the recipe's [retriever] sizes"
+
+
+def _header(cfg: CoralConfig, device: torch.device) -> dict[str, Any]:
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "commit": _commit(),
+        "coral_version": __version__,
+        "machine": {"platform": platform.platform(), "device": describe_device(cfg.runtime.device),
+                    "torch": torch.__version__,
+                    "autocast": str(autocast_dtype(device) or "fp32").removeprefix("torch.")},
+    }
+
+
+def _scoring(cfg: CoralConfig, reward: Any, reward_source: str, pairs: int, rewards: tuple[str, ...],
+             device: torch.device, test: Any = None) -> dict[str, Any]:
+    """Pairs/s of each named retriever (fresh, the recipe's sizes) and of the training reward."""
+    if test is None:
+        test = encode_pairs(load_pairs(cfg.data, "test"), load_tokenizer(cfg.tokenizer.name), cfg.data)
+    ctx, resp = list(test["context_ids"][:pairs]), list(test["response_ids"][:pairs])
+    scoring = {}
+    for name in rewards:
+        r_cfg = dataclasses.replace(cfg.retriever, model=name, args={})
+        scoring[name] = reward_speed(build_reward(r_cfg, cfg.tokenizer.name), ctx, resp, device)
+    if reward_source != FRESH:
+        scoring["training_reward"] = {"checkpoint": reward_source, **reward_speed(reward, ctx, resp, device)}
+    return scoring
 
 
 def _training_reward(cfg: CoralConfig, device: torch.device) -> tuple[Any, str]:

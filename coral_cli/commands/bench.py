@@ -19,20 +19,30 @@ def bench(
     contexts: Annotated[int, typer.Option(help="Test contexts for the generation measurement.", min=1)] = 200,
     pairs: Annotated[int, typer.Option(help="Pairs for the reward-scoring measurement.", min=8)] = 2000,
     rewards: Annotated[str, typer.Option(help="Retrievers to time, comma separated.")] = "bert,esim,dmi",
+    samples: Annotated[int, typer.Option(help="Pretrained LM: completions per prompt in the CORAL vs trl GRPO "
+                                              "step (prompts per step: train.max_batch_size // samples).", min=2)] = 4,
     max_pairs: MaxPairs = None,
     device: Device = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (else stdout).")] = None,
 ) -> None:
-    """Measure CE vs Seq2SeqTrainer throughput, CORAL vs CE step time, generation, reward scoring."""
+    """Measure CE vs Seq2SeqTrainer throughput, CORAL vs CE step time, generation, reward scoring;
+    with a pretrained LM (generator.pretrained): a CORAL step vs a trl GRPOTrainer step, reward scoring."""
     from coral_cli.bench.suite import run_bench
     from coral_cli.textio import write_text
 
     check_out_file(out, "bench.json")
     cfg = load_config(recipe, sets, {"data.max_pairs": max_pairs, "runtime.device": device})
     with err.status("benchmarking (training, generation, scoring)"):
-        report = run_bench(cfg, steps, contexts, pairs, tuple(r.strip() for r in rewards.split(",") if r.strip()))
+        report = run_bench(cfg, steps, contexts, pairs, tuple(r.strip() for r in rewards.split(",") if r.strip()),
+                           samples)
     if out:
         write_text(out, jsonlib.dumps(report, indent=2) + "\n")
+        if "trl_grpo" in report:
+            t = report["trl_grpo"]
+            err.print(f"CORAL step {t['coral']['seconds_per_step']:.2f} s vs trl GRPO {t['trl_grpo']['seconds_per_step']:.2f} s "
+                      f"(x{t['step_time_ratio']:.2f}), {t['prompts_per_step']} prompts x {t['samples_per_prompt']} "
+                      f"samples -> {out}")
+            return
         c, g = report["ce_training"], report["generation"]
         err.print(f"CE: ours {c['coral_trainer']['tokens_per_s']:,.0f} tok/s vs Seq2SeqTrainer "
                   f"{c['hf_seq2seq_trainer']['tokens_per_s']:,.0f} (x{c['throughput_ratio']:.2f}); CORAL mix step "

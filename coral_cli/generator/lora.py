@@ -74,7 +74,9 @@ def _check_targets(model: nn.Module, targets: list[str]) -> None:
                           f"drop '{tied.rsplit('.', 1)[-1]}' from target_modules")
 
 
-def _peft_config(model: nn.Module, cfg: LoraConfig) -> Any:
+def peft_config(model: nn.Module, cfg: LoraConfig) -> Any:
+    """The `peft.LoraConfig` that `add_lora` applies for `cfg`: also what trl's trainers take, so
+    a comparison (`coral bench`) trains the same adapters."""
     import peft
     from transformers.pytorch_utils import Conv1D
 
@@ -114,7 +116,7 @@ def add_lora(model: nn.Module, cfg: LoraConfig) -> Any:
 
     if isinstance(model, peft.PeftModel):
         raise ValueError("model already has adapters")
-    wrapped = _get_peft_model(model, _peft_config(model, cfg))
+    wrapped = _get_peft_model(model, peft_config(model, cfg))
     _check_only_adapters_train(wrapped)
     wrapped.coral_lora = dataclasses.replace(cfg)  # what save_adapter records
     return wrapped

@@ -173,15 +173,22 @@ class CausalPolicy(Policy):
     def context_ids(self, contexts: Sequence[Sequence[str]], budget: int) -> list[list[int]]:
         """The formatted prompt of each context; whole turns are dropped oldest first to fit
         `budget` (counted in this model's tokens), and a single turn too long is cut from the left."""
-        out = []
-        for turns in contexts:
-            turns = list(turns)
+        return [self._fit(list(turns), budget)[1][-budget:] for turns in contexts]
+
+    def kept_turns(self, turns: Sequence[str], budget: int) -> list[str]:
+        """The turns `context_ids` keeps within `budget` (the oldest dropped first)."""
+        return self._fit(list(turns), budget)[0]
+
+    def messages(self, turns: Sequence[str]) -> list[dict[str, str]]:
+        """The chat messages of a context: alternating turns, the last one the user's."""
+        return [{"role": "user" if (len(turns) - i) % 2 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+    def _fit(self, turns: list[str], budget: int) -> tuple[list[str], list[int]]:
+        ids = self._prompt(turns)
+        while len(ids) > budget and len(turns) > 1:
+            turns = turns[1:]
             ids = self._prompt(turns)
-            while len(ids) > budget and len(turns) > 1:
-                turns = turns[1:]
-                ids = self._prompt(turns)
-            out.append(ids[-budget:])
-        return out
+        return turns, ids
 
     def _prompt(self, turns: list[str]) -> list[int]:
         tok = self.tokenizer
@@ -190,9 +197,8 @@ class CausalPolicy(Policy):
             for turn in turns:
                 ids += tok(turn, add_special_tokens=False)["input_ids"] + [self.end_id]
             return ids
-        roles = ["user" if (len(turns) - i) % 2 else "assistant" for i in range(len(turns))]
-        messages = [{"role": r, "content": t} for r, t in zip(roles, turns)]
-        return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        return list(tok.apply_chat_template(self.messages(turns), add_generation_prompt=True, tokenize=True,
+                                            return_dict=True)["input_ids"])
 
     def prompts(self, context_ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_left(context_ids, self.pad_id, device)
