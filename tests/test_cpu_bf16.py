@@ -33,27 +33,24 @@ def test_cpu_bf16_holds_inside_its_block_only_and_needs_native_bf16(monkeypatch)
 
 @pytest.mark.slow
 def test_generator_training_under_cpu_bf16_multiplies_in_bf16_and_learns(tmp_path, monkeypatch):
-    """The decoder's LM head computes in bf16 during training steps, and 16 steps lower the CE
-    loss; with the key off (one step) the same head computes in fp32."""
+    """The decoder's LM head computes in bf16 in every training step, and 8 steps lower the CE
+    loss (outside the block the CPU is fp32: the test above)."""
     monkeypatch.setattr(dev, "cpu_bf16_supported", lambda: True)  # correct, if slow, where emulated
-    dtypes: dict[bool, set[torch.dtype]] = {}
+    seen: set[torch.dtype] = set()
     losses: list[float] = []
-    for on in (True, False):
-        cfg = resolve(write_recipe(tmp_path), {"train.max_steps": 16 if on else 1, "train.eval_every": 1000, "train.warmup_steps": 2,
-                                               "train.log_every": 4, "runtime.cpu_bf16": on})
-        seen = dtypes.setdefault(on, set())
-        original = torch.nn.Linear.forward
+    original = torch.nn.Linear.forward
 
-        def spy(self, x, _seen=seen, _original=original):
-            out = _original(self, x)
-            if self.out_features > 1000 and torch.is_grad_enabled():  # the LM head, in a training step
-                _seen.add(out.dtype)
-            return out
+    def spy(self, x):
+        out = original(self, x)
+        if self.out_features > 1000 and torch.is_grad_enabled():  # the LM head, in a training step
+            seen.add(out.dtype)
+        return out
 
-        monkeypatch.setattr(torch.nn.Linear, "forward", spy)
-        listener = (lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None) if on else (lambda e: None)
-        train_generator(cfg, run_dir(tmp_path, f"bf16-{on}").create(cfg, "test"), [listener])
-        monkeypatch.setattr(torch.nn.Linear, "forward", original)
-    assert dtypes == {True: {torch.bfloat16}, False: {torch.float32}}
-    assert losses[-1] < losses[0] - 1.0
+    monkeypatch.setattr(torch.nn.Linear, "forward", spy)
+    cfg = resolve(write_recipe(tmp_path), {"train.max_steps": 8, "train.eval_every": 1000, "train.warmup_steps": 2,
+                                           "train.log_every": 2, "runtime.cpu_bf16": True})
+    train_generator(cfg, run_dir(tmp_path, "bf16").create(cfg, "test"),
+                    [lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None])
+    assert seen == {torch.bfloat16}
+    assert losses[-1] < losses[0] - 0.5, losses
     assert autocast_dtype(CPU) is None  # the block ended with training
