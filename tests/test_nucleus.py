@@ -96,15 +96,19 @@ def draws(sampler: NucleusSampler, row: torch.Tensor, n: int, seed: int) -> torc
     return out.argmax(1)
 
 
-@pytest.mark.parametrize("kind", ["peaked", "flat", "ties", "few"])
+@pytest.mark.parametrize("kind", ["peaked", "flat", "wide", "ties", "few"])
 @pytest.mark.parametrize("top_p,temperature", [(0.9, 1.0), (0.5, 0.7), (1.0, 1.0)])
-def test_sampler_draws_from_the_sorting_warpers_nucleus(kind, top_p, temperature):
+def test_sampler_draws_from_the_sorting_warpers_nucleus(kind, top_p, temperature, monkeypatch):
     """Over 4,000 draws, each token expected 20+ times, and the rest in 8 groups by token id,
     are drawn as often as softmax(TopPLogitsWarper(x / T)) says, within 5 standard errors, and
     no token outside the nucleus is ever drawn."""
-    x = logits((1, 1000), kind, seed=7)[0]
+    x = logits((1, 3000), "flat", seed=7)[0] if kind == "wide" else logits((1, 1000), kind, seed=7)[0]
     if kind == "peaked":
         x = x / 4  # a nucleus of dozens of tokens, inside the first top-k width
+    rejected: list[int] = []  # "wide": a nucleus of ~2,700 tokens, past every top-k width: drawn by rejection
+    original = NucleusLogitsProcessor._draw_by_rejection
+    monkeypatch.setattr(NucleusLogitsProcessor, "_draw_by_rejection",
+                        lambda self, ids, s: rejected.append(len(s)) or original(self, ids, s))
     expected = TopPLogitsWarper(top_p)(torch.zeros(1, 1, dtype=torch.long), x[None] / temperature)[0].softmax(-1)
     n = 4_000
     freq = torch.bincount(draws(NucleusSampler(top_p, temperature), x, n, seed=1), minlength=len(x)) / n
@@ -115,6 +119,7 @@ def test_sampler_draws_from_the_sorting_warpers_nucleus(kind, top_p, temperature
     for f, p in cells:
         assert abs(float(f) - float(p)) <= 5 * (float(p) * (1 - float(p)) / n) ** 0.5 + 1e-9
     assert (expected > 0).sum() > 1  # a real choice, not a single token
+    assert rejected == ([n] if kind == "wide" and top_p < 1 else []) or kind in ("ties", "few")
 
 
 def test_sampler_fails_the_frequency_check_without_the_nucleus():
