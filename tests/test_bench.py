@@ -1,6 +1,18 @@
 import json
 import pytest
 
+TINY_RETRIEVER = """
+[retriever]
+model = "esim"
+backbone = "random"
+random_hidden = 32
+random_layers = 1
+max_context_tokens = 32
+max_response_tokens = 16
+mlp_hidden = [16, 8]
+args = { hidden = 16 }
+"""
+
 TINY = """
 [data]
 max_pairs = 48
@@ -13,21 +25,12 @@ d_model = 32
 heads = 2
 ffn_dim = 64
 max_positions = 64
-[retriever]
-model = "esim"
-backbone = "random"
-random_hidden = 32
-random_layers = 1
-max_context_tokens = 32
-max_response_tokens = 16
-mlp_hidden = [16, 8]
-args = { hidden = 16 }
 [train]
 batch_tokens = 1024
 warmup_steps = 2
 [generate]
 max_new_tokens = 4
-"""
+""" + TINY_RETRIEVER
 
 
 @pytest.mark.slow
@@ -75,15 +78,6 @@ r = 4
 [objective]
 sample_max_new_tokens = 8
 kl_coef = 0.05
-[retriever]
-model = "esim"
-backbone = "random"
-random_hidden = 32
-random_layers = 1
-max_context_tokens = 32
-max_response_tokens = 16
-mlp_hidden = [16, 8]
-args = {{ hidden = 16 }}
 [train]
 max_batch_size = 4
 warmup_steps = 2
@@ -96,7 +90,7 @@ def test_bench_compares_a_coral_step_with_trl_grpo_on_a_pretrained_lm(cli, tmp_p
     from tests.tiny_lm import save_tiny_llama
 
     recipe = tmp_path / "p.toml"
-    recipe.write_text(TINY_PRETRAINED.format(folder=save_tiny_llama(tmp_path / "lm")))
+    recipe.write_text(TINY_PRETRAINED.format(folder=save_tiny_llama(tmp_path / "lm")) + TINY_RETRIEVER)
     out = tmp_path / "bench.json"
     result = cli("bench", "--recipe", str(recipe), "--steps", "2", "--samples", "2", "--pairs", "8",
                  "--rewards", "esim", "--out", str(out))
@@ -120,7 +114,7 @@ def test_bench_on_a_pretrained_lm_without_trl_says_how_to_install_it(cli, tmp_pa
 
     monkeypatch.setitem(sys.modules, "trl", None)  # `import trl` raises ImportError
     recipe = tmp_path / "p.toml"
-    recipe.write_text(TINY_PRETRAINED.format(folder=tmp_path / "lm"))
+    recipe.write_text(TINY_PRETRAINED.format(folder=tmp_path / "lm") + TINY_RETRIEVER)
     result = cli("bench", "--recipe", str(recipe), "--steps", "2")
     assert result.exit_code == 2
     assert "trl" in result.output and "fix: pip install 'trl>=" in result.output
