@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from coral_cli.metrics.bleu import VARIANTS, bleu_item_stats, bleu_scores
-from coral_cli.metrics.bootstrap import items_path, metric_values, paired_bootstrap
+from coral_cli.metrics.bootstrap import half_samples, items_path, metric_values, paired_bootstrap, with_replacement
 from coral_cli.metrics.lexical import distinct_n
 from coral_cli.metrics.predictions import PredictionSet
 from coral_cli.metrics.report import evaluate
@@ -65,6 +65,33 @@ def test_intervals_contain_the_observed_difference_on_every_metric():
     assert set(tests) == {"avg_len", "BLEU", "Dist-1", "Dist-2"}
     for name, t in tests.items():
         assert t["ci"][0] <= t["diff"] <= t["ci"][1], name
+
+
+def test_dist_intervals_contain_the_observed_difference_when_every_word_is_new():
+    """A's replies never share a word (Dist-1 1.0 on any set of contexts), B's say one word twice
+    (0.5 on any set): the difference is -0.5 on every subset. Resampling with replacement would
+    draw contexts twice, count their words twice in the totals and once in the distinct counts,
+    and put the whole interval near -0.36, away from the observed difference."""
+    n = 60
+    a = items_of([f"a{i} b{i}" for i in range(n)], [f"r{i}" for i in range(n)])
+    b = items_of([f"x{i} x{i}" for i in range(n)], [f"r{i}" for i in range(n)])
+    t = paired_bootstrap(a, b, resamples=300, metrics=["Dist-1"])["Dist-1"]
+    assert t["diff"] == pytest.approx(-0.5)
+    assert t["ci"][0] == pytest.approx(-0.5) and t["ci"][1] == pytest.approx(-0.5) and t["significant"]
+
+
+def test_half_samples_have_the_spread_of_the_bootstrap_on_a_mean():
+    """For a mean, half-sampling (scaled) and resampling with replacement estimate the same
+    standard error, sd / sqrt(n); only Dist-n uses the half-samples."""
+    rng = np.random.default_rng(3)
+    for n in (101, 400):
+        x = rng.exponential(size=n)
+        halves, scale = half_samples(n, 4000, rng)
+        assert (halves.sum(1) == n // 2).all() and set(np.unique(halves)) == {0.0, 1.0}
+        half_sd = scale * np.std(halves @ x / (n // 2))
+        boot_sd = np.std(with_replacement(n, 4000, rng) @ x / n)
+        assert half_sd == pytest.approx(boot_sd, rel=0.06)
+        assert half_sd == pytest.approx(np.std(x) / np.sqrt(n), rel=0.06)
 
 
 def test_reports_of_different_contexts_are_refused():

@@ -3,10 +3,17 @@ really different from row A's on the same contexts, or is the gap noise?
 
 Each resample draws N context indices with replacement, the same indices for both reports, and
 recomputes every metric on that resample: means of per-context scores (Avg. Len, METEOR, MAUDE,
-R3) and corpus metrics rebuilt from per-context statistics (BLEU from n-gram counts, Dist-n from
-each response's n-grams), so a corpus metric is resampled as a corpus, not averaged. The 95 %
-interval is the 2.5th-97.5th percentile of the B - A differences; the two-sided p-value is twice
-the smaller share of differences on either side of 0.
+R3) and BLEU rebuilt from per-context n-gram counts, so a corpus metric is resampled as a corpus,
+not averaged. The 95 % interval is the 2.5th-97.5th percentile of the B - A differences; the
+two-sided p-value is twice the smaller share of differences on either side of 0.
+
+Dist-n is the exception. A context drawn twice adds its n-grams twice to the total and none to the
+distinct count, so with-replacement resamples deflate every distinct ratio and shift the
+difference: the interval can miss the observed difference. Dist-n is therefore resampled by
+half-sampling (McCarthy 1969; Politis & Romano 1994): each resample draws N/2 contexts without
+replacement, the same for both reports. For a mean, a half-sample has the variance of a full
+sample, N/2 draws times the finite-population factor 1/2; the half-sample differences, centred on
+their own mean and shifted to the observed difference, give the interval and p-value.
 
 The per-context numbers live in a side file next to the report (`<report>.items.json`, written by
 `coral evaluate --out` and the table runner), not in the summary JSON.
@@ -27,6 +34,7 @@ from coral_cli.metrics.lexical import words
 
 ITEMS_VERSION = 1
 MEAN_METRICS = ("avg_len", "METEOR")  # + every MAUDE-* and R3: means of per-context scores
+DISTINCT = ("Dist-1", "Dist-2")  # half-sampled: duplicates deflate a distinct ratio
 ALPHA = 0.05
 
 
@@ -68,20 +76,43 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], resamples: int = 1000
     if n == 0:
         raise CoralError("the reports have no predictions", "evaluate some predictions first")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    counts = np.bincount((idx + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
-    counts = counts.reshape(resamples, n).astype(np.float64)  # (B, N) how often each context is drawn
+    counts = with_replacement(n, resamples, rng)
+    halves, scale = half_samples(n, resamples, rng)
     full = np.ones((1, n))
     names = [m for m in metric_names(a) if m in metric_names(b) and (metrics is None or m in metrics)]
     out = {}
     for name in names:
         va, vb = (metric_values(x, name, full)[0] for x in (a, b))
-        d = metric_values(b, name, counts) - metric_values(a, name, counts)
+        if name in DISTINCT:
+            d = metric_values(b, name, halves) - metric_values(a, name, halves)
+            d = (vb - va) + scale * (d - d.mean())
+        else:
+            d = metric_values(b, name, counts) - metric_values(a, name, counts)
         lo, hi = np.percentile(d, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
         p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
         out[name] = {"a": va, "b": vb, "diff": vb - va, "ci": [float(lo), float(hi)], "p": p,
                      "significant": p < ALPHA}
     return out
+
+
+def with_replacement(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, n) counts of how often each context is drawn in n draws with replacement."""
+    idx = rng.integers(0, n, size=(resamples, n))
+    counts = np.bincount((idx + n * np.arange(resamples)[:, None]).ravel(), minlength=resamples * n)
+    return counts.reshape(resamples, n).astype(np.float64)
+
+
+def half_samples(n: int, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """(resamples, n) 0/1 masks of m = n // 2 contexts drawn without replacement, and the factor
+    that gives their deviations the spread of a full n-sample: a half-sample mean has variance
+    S^2 (n - m) / (m n) against the bootstrap's S^2 (n - 1) / n^2, so scale = sqrt(m (n - 1) / (n (n - m)))
+    (1 for even n up to (n - 1) / n). One context: no spread (scale 0)."""
+    m = max(1, n // 2)
+    order = np.argsort(rng.random((resamples, n)), axis=1)
+    mask = np.zeros((resamples, n))
+    np.put_along_axis(mask, order[:, :m], 1.0, axis=1)
+    scale = float(np.sqrt(m * (n - 1) / (n * (n - m)))) if n > 1 else 0.0
+    return mask, scale
 
 
 def pool_items(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -115,7 +146,7 @@ def metric_names(items: dict[str, Any]) -> list[str]:
     if "bleu" in items:
         names.append("BLEU")
     if "responses" in items:
-        names += ["Dist-1", "Dist-2"]
+        names += list(DISTINCT)
     return names + [k for k in items if k.startswith("MAUDE-")] + (["R3"] if "R3" in items else [])
 
 
@@ -126,7 +157,7 @@ def metric_values(items: dict[str, Any], name: str, counts: np.ndarray) -> np.nd
         sums = counts @ np.asarray(items["bleu"]["stats"], dtype=np.float64)  # (R, K)
         replies = n * items["bleu"].get("runs", 1)  # pooled runs: nltk-sentence averages over every reply
         return np.array([bleu_from_stats(row, items["bleu"]["variant"], replies) for row in sums])
-    if name in ("Dist-1", "Dist-2"):
+    if name in DISTINCT:
         return _distinct(items["responses"], int(name[-1]), counts)
     return counts @ np.asarray(items[name], dtype=np.float64) / n
 
