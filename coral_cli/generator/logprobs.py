@@ -6,11 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from coral_cli.generator.batch import IGNORE
 
-
-def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits aligned with (B, T) labels -> (B, T) log-probabilities; 0 where IGNORE."""
-    valid = labels.ne(IGNORE)
-    logp = F.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
-    return logp * valid
+def label_logprobs(logits: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """(M, V) logits of the M scored positions with their (M,) target ids -> (B, T) log-probabilities
+    laid out like `scored` (B, T), 0 where it is False."""
+    logp = -F.cross_entropy(logits.float(), targets, reduction="none")
+    return torch.zeros(scored.shape, dtype=logp.dtype, device=logp.device).masked_scatter(scored, logp)

@@ -24,6 +24,7 @@ from coral_cli.config.schema import DataConfig, GenerateConfig
 from coral_cli.data import encode
 from coral_cli.generator.batch import IGNORE, Responses, TeacherBatch, pad_left
 from coral_cli.generator.logprobs import label_logprobs
+from coral_cli.generator.scored_head import scored_logits
 from coral_cli.generator.sampling import cut_at_end, run_generate
 from coral_cli.generator.step_logprobs import StepLogprobs
 from coral_cli.rewards.packing import pad_ids
@@ -93,9 +94,15 @@ class Policy:
         `record` (see `run_generate`) collects the log-probs of the tokens in `Responses.ids`."""
         raise NotImplementedError
 
+    def scored_logits(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
+        """(M, V) logits of the M label tokens (labels != IGNORE, row-major): `logits` with the LM
+        head run on those positions only (generator/scored_head.py)."""
+        return scored_logits(lambda: self.logits(model, batch), model, batch.labels.ne(IGNORE))
+
     def logprobs(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
         """(B, T) log P of each label token (0 where IGNORE)."""
-        return label_logprobs(self.logits(model, batch), batch.labels)
+        scored = batch.labels.ne(IGNORE)
+        return label_logprobs(self.scored_logits(model, batch), batch.labels[scored], scored)
 
     def ground_truth(self, context_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
                      device: torch.device | str) -> tuple[TeacherBatch, torch.Tensor, torch.Tensor]:

@@ -22,8 +22,8 @@ class CrossEntropy:
 
     def __call__(self, model: Any, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         batch = train_batch.teacher
-        logits = self.policy.logits(model, batch)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE,
-                               label_smoothing=self.label_smoothing)
-        n = batch.labels.ne(IGNORE).sum()
+        scored = batch.labels.ne(IGNORE)
+        logits = self.policy.scored_logits(model, batch)  # (N, V): the LM head skips padding
+        loss = F.cross_entropy(logits.float(), batch.labels[scored], label_smoothing=self.label_smoothing)
+        n = scored.sum()
         return loss, {"nll": loss.detach(), "target_tokens": n.detach().float(), "tokens": batch.tokens}
