@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from coral_cli.metrics.bleu import VARIANTS, bleu_item_stats, bleu_scores
-from coral_cli.metrics.bootstrap import half_samples, items_path, metric_values, paired_bootstrap, with_replacement
+from coral_cli.metrics.bootstrap import (half_samples, items_path, metric_values, paired_bootstrap,
+                                         with_replacement)
 from coral_cli.metrics.lexical import distinct_n
 from coral_cli.metrics.predictions import PredictionSet
 from coral_cli.metrics.report import evaluate
