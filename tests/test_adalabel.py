@@ -124,6 +124,13 @@ def test_objective_matches_the_pure_loss_and_trains_the_aux_decoder(tok):
     assert any(n.startswith("adalabel_aux.") for n in names)  # the trainer's optimizer sees it
     b = train_batch(policy)
     loss, stats = objective(policy.model, b)
+    t, keep = b.teacher, b.teacher.labels.ne(-100)
+    with torch.no_grad():  # the pure loss on the full logits, masked afterwards
+        out = policy.model(input_ids=t.input_ids, attention_mask=t.attention_mask, decoder_input_ids=t.decoder_input_ids)
+        aux = aux_logits(policy.model, t.decoder_input_ids, policy.pad_id, out.encoder_last_hidden_state,
+                         t.attention_mask, keep)
+        pure, _ = adalabel_loss(out.logits[keep], aux, t.labels[keep], cfg.objective.adalabel, policy.pad_id)
+    assert loss.item() == pytest.approx(pure.item(), rel=1e-5)
     loss.backward()
     assert aux_decoder(policy.model).out.weight.grad.abs().sum() > 0
     assert policy.model.model.encoder.layers[0].fc1.weight.grad.abs().sum() > 0

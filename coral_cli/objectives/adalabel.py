@@ -20,6 +20,7 @@ from coral_cli.config.schema import AdaLabelConfig
 from coral_cli.errors import ConfigError
 from coral_cli.generator.aux_decoder import attach_aux_decoder, aux_decoder, aux_logits
 from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.scored_head import head_only_at
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
 from coral_cli.objectives.adalabel_loss import adalabel_loss
 
@@ -40,9 +41,11 @@ class AdaLabel:
     def __call__(self, model: Any, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         b = train_batch.teacher
         keep = b.labels.ne(IGNORE)  # (B, T): the response tokens and the end token
-        out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, decoder_input_ids=b.decoder_input_ids,
-                    use_cache=False)
+        with head_only_at(model, keep) as restricted:  # the LM head skips padding
+            out = model(input_ids=b.input_ids, attention_mask=b.attention_mask,
+                        decoder_input_ids=b.decoder_input_ids, use_cache=False)
+        logits = out.logits if restricted else out.logits[keep]  # (N, V)
         aux = aux_logits(model, b.decoder_input_ids, self.policy.pad_id, out.encoder_last_hidden_state,
                          b.attention_mask, keep)  # (N, V)
-        loss, stats = adalabel_loss(out.logits[keep], aux, b.labels[keep], self.cfg, self.policy.pad_id)
+        loss, stats = adalabel_loss(logits, aux, b.labels[keep], self.cfg, self.policy.pad_id)
         return loss, {**stats, "tokens": b.tokens}
