@@ -124,6 +124,29 @@ def test_objective_runs_the_four_decoders_on_a_batch_and_anneals_the_kl(tok):
     assert float(stats["target_tokens"]) == 7  # responses + their end tokens
 
 
+def test_projecting_only_scored_positions_gives_the_full_loss_and_gradients(tok):
+    """The objective asks the four decoders for logits at labelled positions only; the loss and
+    every gradient equal those of the full (B, T, V) logits (same z draw, dropout off)."""
+    cfg, pol = policy(tok)
+    pol.model.eval()
+    contexts, responses = [[7592, 1010, 102, 2129, 1029], [2054, 2051, 1029]], [[1045, 2572], [2748, 1012, 999, 2000]]
+    inp = pol.training_inputs(pol.ground_truth(contexts, responses, CPU)[0])
+    assert inp.y_labels.eq(IGNORE).any() and inp.x_labels.eq(IGNORE).any()  # padding to skip
+    runs = []
+    for where in ((inp.x_labels.ne(IGNORE), inp.y_labels.ne(IGNORE)), ()):
+        pol.model.zero_grad()
+        torch.manual_seed(1)
+        out = pol.model(inp.c, inp.x, inp.y, inp.x_in, inp.y_in, *where)
+        assert out.y_given_cxz.dim() == (2 if where else 3)
+        loss, _ = mirror_loss(out, inp.y_labels, inp.x_labels, kl_weight=0.5, backward_weight=1.0)
+        loss.backward()
+        runs.append((loss.item(), {n: p.grad.clone() for n, p in pol.model.named_parameters() if p.grad is not None}))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
+    assert runs[0][1].keys() == runs[1][1].keys()
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(grad, runs[1][1][name], rtol=1e-4, atol=1e-7, msg=name)
+
+
 def test_decoding_strategies_are_bounded_and_seeded(tok):
     _, pol = policy(tok)
     pol.model.eval()

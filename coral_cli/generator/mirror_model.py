@@ -75,7 +75,8 @@ class DecoderState:
 
 @dataclass
 class MirrorOutput:
-    """Teacher-forced logits of the four decoders and both Gaussians over z."""
+    """Teacher-forced logits of the four decoders and both Gaussians over z. Logits are (B, T, V),
+    or (M, V) at the M scored positions when `forward` was given where to score."""
 
     y_given_cxz: torch.Tensor  # (B, Ty, V) forward generation p(y | c, x, z)
     x_given_cyz: torch.Tensor  # (B, Tx, V) backward reasoning p(x | c, y, z)
@@ -159,13 +160,15 @@ class Decoder(nn.Module):
         feed, st = self._feed(emb_t, st)
         return self.out(feed), st
 
-    def forward(self, emb: torch.Tensor, st: DecoderState) -> torch.Tensor:
-        """Teacher forcing: inputs (N, T, E) -> logits (N, T, V)."""
+    def forward(self, emb: torch.Tensor, st: DecoderState, where: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: inputs (N, T, E) -> logits (N, T, V), or (M, V) at the True positions
+        of `where` (N, T): the vocabulary projection, most of a step's work, skips padding."""
         feeds = []
         for t in range(emb.shape[1]):
             feed, st = self._feed(emb[:, t], st)
             feeds.append(feed)
-        return self.out(torch.stack(feeds, 1))
+        feeds = torch.stack(feeds, 1)
+        return self.out(feeds if where is None else feeds[where])
 
 
 class MirrorModel(nn.Module):
@@ -201,9 +204,11 @@ class MirrorModel(nn.Module):
         feed = memory.new_zeros(memory.shape[0], self.cfg.hidden)
         return DecoderState(init[0], init[1], feed, memory, mask, z)
 
-    def forward(self, c: Segment, x: Segment, y: Segment, x_in: torch.Tensor, y_in: torch.Tensor) -> MirrorOutput:
+    def forward(self, c: Segment, x: Segment, y: Segment, x_in: torch.Tensor, y_in: torch.Tensor,
+                x_where: torch.Tensor | None = None, y_where: torch.Tensor | None = None) -> MirrorOutput:
         """Teacher forcing of all four decoders, z = mu_q + sigma_q * eps (reparameterised).
-        `x_in` / `y_in` (B, T) are the decoder inputs: the start token, then x / y."""
+        `x_in` / `y_in` (B, T) are the decoder inputs: the start token, then x / y; with
+        `x_where` / `y_where` (B, T) the x and y decoders give logits at those positions only."""
         with _fp32(x_in.device):
             mc, sc, kc = self._encode(self.context, c)
             mx, sx, kx = self._encode(self.utterance, x)
@@ -214,10 +219,10 @@ class MirrorModel(nn.Module):
             ey, ex = self.drop(self.embed(y_in)), self.drop(self.embed(x_in))
             init_c = self.init_c(sc)
             return MirrorOutput(
-                self.y_cxz(ey, self._state(self.init_cx(torch.cat([sc, sx], -1)), mx, kx, z)),
-                self.x_cyz(ex, self._state(self.init_cy(torch.cat([sc, sy], -1)), my, ky, z)),
-                self.x_cz(ex, self._state(init_c, mc, kc, z)),
-                self.y_cz(ey, self._state(init_c, mc, kc, z)),
+                self.y_cxz(ey, self._state(self.init_cx(torch.cat([sc, sx], -1)), mx, kx, z), y_where),
+                self.x_cyz(ex, self._state(self.init_cy(torch.cat([sc, sy], -1)), my, ky, z), x_where),
+                self.x_cz(ex, self._state(init_c, mc, kc, z), x_where),
+                self.y_cz(ey, self._state(init_c, mc, kc, z), y_where),
                 mu_q, logvar_q, mu_p, logvar_p)
 
     def start(self, c: Segment, x: Segment, sample: bool = True) -> DecoderState:

@@ -28,9 +28,13 @@ from coral_cli.generator.mirror_policy import MirrorPolicy
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits, (B, T) labels -> (B,) -sum_t log P(label_t), IGNORE positions left out."""
-    nll = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="none")
-    return nll.view(labels.shape).sum(1)
+    """(B, T, V) logits, or (M, V) at the M scored positions (labels != IGNORE, row-major), and
+    (B, T) labels -> (B,) -sum_t log P(label_t), IGNORE positions left out."""
+    scored = labels.ne(IGNORE)
+    if logits.dim() == 3:
+        logits = logits[scored]
+    nll = F.cross_entropy(logits.float(), labels[scored], reduction="none")
+    return torch.zeros(labels.shape, dtype=nll.dtype, device=nll.device).masked_scatter(scored, nll).sum(1)
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
@@ -68,7 +72,7 @@ class MirrorObjective:
 
     def __call__(self, model: Any, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         inp = self.policy.training_inputs(train_batch.teacher)
-        out = model(inp.c, inp.x, inp.y, inp.x_in, inp.y_in)
+        out = model(inp.c, inp.x, inp.y, inp.x_in, inp.y_in, inp.x_labels.ne(IGNORE), inp.y_labels.ne(IGNORE))
         loss, stats = mirror_loss(out, inp.y_labels, inp.x_labels, self.kl_weight(), self.cfg.backward_weight)
         self.batches_seen += 1
         return loss, {**stats, "tokens": train_batch.tokens}
