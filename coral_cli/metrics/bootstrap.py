@@ -105,8 +105,8 @@ def with_replacement(n: int, resamples: int, rng: np.random.Generator) -> np.nda
 def half_samples(n: int, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """(resamples, n) 0/1 masks of m = n // 2 contexts drawn without replacement, and the factor
     that gives their deviations the spread of a full n-sample: a half-sample mean has variance
-    S^2 (n - m) / (m n) against the bootstrap's S^2 (n - 1) / n^2, so scale = sqrt(m (n - 1) / (n (n - m)))
-    (1 for even n up to (n - 1) / n). One context: no spread (scale 0)."""
+    S^2 (n - m) / (m n) against the bootstrap's S^2 (n - 1) / n^2, so scale = sqrt(m (n - 1) / (n (n - m))),
+    sqrt((n - 1) / n) for even n. One context: no spread (scale 0)."""
     m = max(1, n // 2)
     order = np.argsort(rng.random((resamples, n)), axis=1)
     mask = np.zeros((resamples, n))

@@ -20,8 +20,8 @@ from coral_cli.config.schema import AdaLabelConfig
 from coral_cli.errors import ConfigError
 from coral_cli.generator.aux_decoder import attach_aux_decoder, aux_decoder, aux_logits
 from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.scored_head import head_only_at
 from coral_cli.generator.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.scored_head import head_only_at
 from coral_cli.objectives.adalabel_loss import adalabel_loss
 
 
