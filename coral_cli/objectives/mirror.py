@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from coral_cli.config.schema import MirrorConfig
 from coral_cli.generator.batch import IGNORE, TrainBatch
+from coral_cli.generator.logprobs import label_logprobs
 from coral_cli.generator.mirror_model import MirrorOutput
 from coral_cli.generator.mirror_policy import MirrorPolicy
 
@@ -33,8 +33,7 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     scored = labels.ne(IGNORE)
     if logits.dim() == 3:
         logits = logits[scored]
-    nll = F.cross_entropy(logits.float(), labels[scored], reduction="none")
-    return torch.zeros(labels.shape, dtype=nll.dtype, device=nll.device).masked_scatter(scored, nll).sum(1)
+    return -label_logprobs(logits, labels[scored], scored).sum(1)
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
