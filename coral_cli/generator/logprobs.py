@@ -6,9 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from coral_cli.generator.batch import IGNORE
 
-def label_logprobs(logits: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """(M, V) logits of the M scored positions with their (M,) target ids -> (B, T) log-probabilities
-    laid out like `scored` (B, T), 0 where it is False."""
-    logp = -F.cross_entropy(logits.float(), targets, reduction="none")
+
+def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(M, V) logits of the M scored positions (labels != IGNORE, row-major) and the (B, T) labels
+    -> (B, T) log-probabilities of the labels, 0 where IGNORE."""
+    scored = labels.ne(IGNORE)
+    logp = -F.cross_entropy(logits.float(), labels[scored], reduction="none")
     return torch.zeros(scored.shape, dtype=logp.dtype, device=logp.device).masked_scatter(scored, logp)

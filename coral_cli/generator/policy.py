@@ -101,8 +101,7 @@ class Policy:
 
     def logprobs(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
         """(B, T) log P of each label token (0 where IGNORE)."""
-        scored = batch.labels.ne(IGNORE)
-        return label_logprobs(self.scored_logits(model, batch), batch.labels[scored], scored)
+        return label_logprobs(self.scored_logits(model, batch), batch.labels)
 
     def ground_truth(self, context_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
                      device: torch.device | str) -> tuple[TeacherBatch, torch.Tensor, torch.Tensor]:

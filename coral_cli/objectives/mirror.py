@@ -30,10 +30,9 @@ from coral_cli.generator.mirror_policy import MirrorPolicy
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, T, V) logits, or (M, V) at the M scored positions (labels != IGNORE, row-major), and
     (B, T) labels -> (B,) -sum_t log P(label_t), IGNORE positions left out."""
-    scored = labels.ne(IGNORE)
     if logits.dim() == 3:
-        logits = logits[scored]
-    return -label_logprobs(logits, labels[scored], scored).sum(1)
+        logits = logits[labels.ne(IGNORE)]
+    return -label_logprobs(logits, labels).sum(1)
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor,
