@@ -14,6 +14,8 @@ import pytest
 from coral_cli.errors import ConfigError
 from coral_cli.pipeline.paper_tables import PAPER_TABLES
 from coral_cli.pipeline.runner import TableRunner, stage_config, stage_state
+from coral_cli.pipeline.schedule import next_task, table_tasks
+from coral_cli.runs import RunDir
 from coral_cli.pipeline.spec import read_table
 from coral_cli.training.events import StepEnd
 
@@ -275,6 +277,60 @@ def test_only_a_row_without_its_reward_is_a_clear_error(tmp_path, cli):
     result = cli("recipe", "run", str(path), "--only", "coral-mix")
     assert result.exit_code == 2
     assert "needs the reward of stage 'reward'" in result.output and "--only reward" in result.output
+
+
+def test_side_by_side_tasks_wait_for_their_reward_model_and_evaluators(tmp_path):
+    spec = read_table(write_table(tmp_path / "t"))
+    tasks = {t.key: t.needs for t in table_tasks(spec)}
+    assert tasks[("coral-mix", "train")] == {("reward", "train")}
+    assert tasks[("ce", "train")] == frozenset()
+    assert tasks[("ce", "generate")] == {("ce", "train")}
+    assert tasks[("ce", "evaluate")] == {("ce", "generate"), ("evaluator", "train")}
+    assert tasks[("coral-mix", "evaluate")] == {("coral-mix", "generate"), ("evaluator", "train"), ("reward", "train")}
+    assert tasks[("ground-truth", "evaluate")] == {("evaluator", "train")}
+    assert ("reward", "generate") not in tasks  # retrievers only train
+    # with --only, a need outside the selection is an earlier run's (or its own clear error)
+    assert {t.key: t.needs for t in table_tasks(spec, ["coral-mix"])}[("coral-mix", "train")] == frozenset()
+
+    order, done = [], set()
+    while (task := next_task(table_tasks(spec), done, done)) is not None:
+        order.append(task.key)
+        done.add(task.key)
+    assert order[:3] == [("reward", "train"), ("evaluator", "train"), ("ce", "train")]  # the reward unblocks most
+    assert len(order) == len(tasks)
+    # nothing starts before what it needs has finished, even when slots are free
+    assert next_task(table_tasks(spec), set(), {("reward", "train"), ("evaluator", "train")}).key == ("ce", "train")
+    assert next_task(table_tasks(spec), set(), {("reward", "train"), ("evaluator", "train"), ("ce", "train")}) is None
+
+
+@pytest.mark.slow
+def test_jobs_side_by_side_give_the_table_one_after_another_gives(finished_table, tmp_path, cli):
+    path = write_table(tmp_path / "t")
+    result = cli("recipe", "run", str(path), "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert "9 tasks, 2 at a time" in result.output and "coral-mix: train: finished" in result.output
+    runs = tmp_path / "t" / "runs"
+    assert len(list((runs / "logs").glob("*.log"))) == 9
+    assert "step 4/4" in (runs / "logs" / "coral-mix.train.log").read_text()  # the child's plain progress lines
+    alone = {r["name"]: r for r in json.loads((finished_table.parent / "runs" / "results.json").read_text())["rows"]}
+    side = {r["name"]: r for r in json.loads((runs / "results.json").read_text())["rows"]}
+    assert list(side) == list(alone)
+    for name in ("ce", "coral-mix"):  # one thread each here: the same training up to float summation order
+        assert side[name]["training"]["steps"] == alone[name]["training"]["steps"] == 4
+        assert side[name]["ours"]["count"] == alone[name]["ours"]["count"] == 48
+        losses = [[r["loss"] for r in RunDir(folder / name).read_metrics() if "loss" in r]
+                  for folder in (runs, finished_table.parent / "runs")]
+        assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_failed_side_by_side_task_names_itself_and_its_log(tmp_path, cli):
+    path = write_table(tmp_path / "t")
+    result = cli("recipe", "run", str(path), "--only", "coral-mix", "--jobs", "2")
+    assert result.exit_code == 2
+    assert "coral-mix (train) failed (exit 2)" in result.output
+    assert "needs the reward of stage 'reward'" in result.output and "coral-mix.train.log" in result.output
+    assert not (tmp_path / "t" / "runs" / "logs" / "coral-mix.generate.log").exists()  # nothing ran after it
 
 
 def test_the_quickstart_table_compares_zero_shot_with_coral_on_the_same_contexts():

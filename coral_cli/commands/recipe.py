@@ -31,16 +31,20 @@ def run(
     restart: Annotated[Optional[list[str]], typer.Option(help="Delete this stage's run and train it again (repeatable).")] = None,
     runs_dir: RunsDir = None,
     seeds: Seeds = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Run this many stages side by side, each in its own process with "
+                                                     "its share of the CPU threads (overrides [table] jobs).", min=1)] = None,
+    phase: Annotated[Optional[str], typer.Option(hidden=True, help="Run one phase (train, generate, evaluate) of the "
+                                                                   "one --only stage: what each side-by-side job runs.")] = None,
     json: Json = False,
 ) -> None:
     """Run every stage in order: finished ones are skipped, interrupted ones resume; then write
     results.json and results.md with each row next to the paper's."""
+    from coral_cli.errors import ConfigError
     from coral_cli.pipeline.results import results_markdown
     from coral_cli.pipeline.runner import TableRunner
     from coral_cli.pipeline.spec import read_table
 
     spec = read_table(table, runs_dir, seeds)
-    err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}")
     again = shlex.join(["coral", "recipe", "run", str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
                         *(["--seeds", str(seeds)] if seeds else []),
                         *(a for s in sets or () for a in ("--set", s))])  # what Ctrl-C says resumes
@@ -48,7 +52,19 @@ def run(
     from coral_cli.commands.progress import count_progress
 
     runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()), count_progress)
-    results = runner.run(tuple(only or ()))
+    if phase is not None:  # one task of a side-by-side run, in its own process
+        if len(only or []) != 1:
+            raise ConfigError("--phase runs one stage's phase", "name the stage with exactly one --only")
+        runner.run_task(only[0], phase)
+        return
+    jobs = jobs or spec.jobs
+    err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}"
+              + (f", {jobs} side by side" if jobs > 1 else ""))
+    if jobs > 1:
+        launch = functools.partial(_phase_command, table, runs_dir, seeds, sets or [], restart or [])
+        results = runner.run_side_by_side(jobs, launch, tuple(only or ()))
+    else:
+        results = runner.run(tuple(only or ()))
     if json:
         print_json(results)
         return
@@ -80,8 +96,19 @@ def plan(table: Table, runs_dir: RunsDir = None, seeds: Seeds = None, json: Json
     out.print(view)
 
 
+def _phase_command(table: Path, runs_dir: Optional[Path], seeds: Optional[int], sets: list[str], restart: list[str],
+                   task: Any) -> list[str]:
+    """The command line that runs one task of a side-by-side table run in a process of its own."""
+    import sys
+
+    return [sys.executable, "-m", "coral_cli", "recipe", "run", str(table), "--only", task.stage, "--phase", task.phase,
+            *(["--runs-dir", str(runs_dir)] if runs_dir else []), *(["--seeds", str(seeds)] if seeds else []),
+            *(a for s in sets for a in ("--set", s)),
+            *(["--restart", task.stage] if task.stage in restart and task.phase == "train" else [])]
+
+
 def _notify(stage: str, message: str) -> None:
-    err.print(f"[cyan]{stage}[/]: {message}", highlight=False)
+    err.print(f"[cyan]{stage}[/]: {message}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

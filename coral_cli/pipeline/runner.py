@@ -1,6 +1,6 @@
 """Run a table recipe like `make`: each stage trains (or resumes, or is skipped when finished),
 then every row is generated and evaluated unless its outputs are newer than what they were made
-from. Nothing is lost to an interruption: training resumes from last/, and predictions and
+from; one after another here, or side by side as separate processes (`run_side_by_side`). Nothing is lost to an interruption: training resumes from last/, and predictions and
 reports are written atomically, so a half-written file never counts as done."""
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from coral_cli.config.drift import config_drift
 from coral_cli.config.schema import CoralConfig
 from coral_cli.errors import ConfigError
 from coral_cli.generator.model import adopt_init_architecture, is_lm_spec
+from coral_cli.pipeline.parallel import Launch, run_tasks
 from coral_cli.pipeline.paths import GROUND_TRUTH, checkpoint_of, predictions_path, report_path, run_of
 from coral_cli.pipeline.results import build_results, write_results
+from coral_cli.pipeline.schedule import PHASES, table_tasks
 from coral_cli.pipeline.spec import StageSpec, TableSpec
 from coral_cli.runs import RunDir
 from coral_cli.training.state import STATE_FILE, has_state
@@ -94,6 +96,38 @@ class TableRunner:
                 self.evaluate(stage)
         if self.spec.ground_truth and (not only or GROUND_TRUTH in only):
             self.ground_truth()
+        return self.results()
+
+    def run_side_by_side(self, jobs: int, launch: Launch, only: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The same work as `run`, `jobs` tasks at a time, each in a process that `launch` starts
+        (one that calls `run_task`); logs go to <runs_dir>/logs/."""
+        tasks = table_tasks(self.spec, only)
+        self.notify("table", f"{len(tasks)} tasks, {jobs} at a time")
+        t0 = time.perf_counter()
+        run_tasks(tasks, jobs, launch, self.spec.runs_dir / "logs", self.notify)
+        self.notify("table", f"{len(tasks)} tasks finished in {(time.perf_counter() - t0) / 60:.1f} min")
+        return self.results()
+
+    def run_task(self, stage: str, phase: str) -> None:
+        """One task of `table_tasks`: what a process started by `run_side_by_side` does."""
+        if phase not in PHASES:
+            raise ConfigError(f"unknown phase '{phase}'", f"choose from {', '.join(PHASES)}")
+        if stage == GROUND_TRUTH:
+            if phase != "evaluate":
+                raise ConfigError(f"the {GROUND_TRUTH} row is only evaluated, not '{phase}'", "use --phase evaluate")
+            self.ground_truth()
+            return
+        try:
+            spec = self.spec.stage(stage)
+        except KeyError:
+            raise ConfigError(f"no stage '{stage}' in {self.spec.path}",
+                              f"stages: {', '.join(s.name for s in self.spec.stages)}") from None
+        if phase != "train" and spec.kind != "generator":
+            raise ConfigError(f"stage '{stage}' trains a {spec.kind}: it has no '{phase}' phase", "use --phase train")
+        {"train": self.train, "generate": self.generate, "evaluate": self.evaluate}[phase](spec)
+
+    def results(self) -> dict[str, Any]:
+        """results.json and results.md from what the stages left on disk; returns the table."""
         results = build_results(self.spec)
         write_results(self.spec, results)
         return results

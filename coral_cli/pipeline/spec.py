@@ -78,6 +78,8 @@ class TableSection:
                           min=0)
     bleu: str = opt("sacrebleu", "BLEU variant", choices=tuple(VARIANTS))
     set: list[str] = opt([], "--set overrides for every stage")
+    jobs: int = opt(1, "stages run side by side, each in a process with its share of the CPU threads (1: one "
+                       "after another in this process, with live progress)", min=1)
 
     def problems(self) -> list[str]:
         out = [] if self.paper else [f"paper is missing: choose from {', '.join(PAPER_TABLES)}"]
@@ -161,6 +163,7 @@ class TableSpec:
     compare_to: str = ""
     bootstrap: int = 1000
     case_study: int = 5
+    jobs: int = 1
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -207,7 +210,7 @@ def read_table(path: str | Path, runs_dir: str | Path | None = None, seeds: int 
                      max_pairs=t.max_pairs,
                      evaluators=dict(t.evaluators), ground_truth=t.ground_truth, bleu=t.bleu, sets=tuple(t.set),
                      stages=tuple(stages), seeds=seeds or t.seeds, compare_to=t.compare_to, bootstrap=t.bootstrap,
-                     case_study=t.case_study)
+                     case_study=t.case_study, jobs=t.jobs)
 
 
 def _stage(entry: StageEntry, base: Path, errors: list[str]) -> StageSpec:
