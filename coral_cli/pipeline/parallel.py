@@ -46,8 +46,9 @@ def cpu_threads() -> int:
 
 
 def run_tasks(tasks: list[Task], jobs: int, launch: Launch, logs: Path, notify: Notify,
-              poll_s: float = 0.5) -> None:
-    """Start ready tasks until `jobs` run, wait, repeat. After a failure no new task starts; the
+              poll_s: float = 0.5, report_s: float = 60.0) -> None:
+    """Start ready tasks until `jobs` run, wait, repeat; every `report_s` seconds each running
+    task's newest log line (its progress) is passed on. After a failure no new task starts; the
     running ones finish (each is resumable anyway), then `TaskFailed` names the first failure.
     Ctrl-C reaches the children too (same process group): they stop as they would alone."""
     threads = max(1, cpu_threads() // jobs)
@@ -57,6 +58,7 @@ def run_tasks(tasks: list[Task], jobs: int, launch: Launch, logs: Path, notify: 
     started: set[Key] = set()
     running: list[_Running] = []
     failed: list[tuple[_Running, int]] = []
+    reported = time.perf_counter()
     try:
         while True:
             while not failed and len(running) < jobs and (task := next_task(tasks, done, started)) is not None:
@@ -69,6 +71,11 @@ def run_tasks(tasks: list[Task], jobs: int, launch: Launch, logs: Path, notify: 
             if not running:
                 break
             time.sleep(poll_s)
+            if time.perf_counter() - reported >= report_s:
+                reported = time.perf_counter()
+                for r in running:
+                    if line := _last_line(r.log):
+                        notify(r.task.stage, f"{r.task.phase}: {line}")
             for r in [r for r in running if r.process.poll() is not None]:
                 running.remove(r)
                 r.stream.close()
@@ -94,6 +101,18 @@ def run_tasks(tasks: list[Task], jobs: int, launch: Launch, logs: Path, notify: 
         raise TaskFailed(f"tasks never became ready: {', '.join(left)}", "check the table's stage references", 2)
 
 
+def _lines(log: Path, tail_bytes: int = 16384) -> list[str]:
+    """The non-empty lines at the end of a log (a progress bar's carriage returns end lines too)."""
+    with log.open("rb") as f:
+        f.seek(max(0, log.stat().st_size - tail_bytes))
+        text = f.read().decode("utf-8", errors="replace").replace("\r", "\n")
+    return [x.strip() for x in text.splitlines() if x.strip()]
+
+
+def _last_line(log: Path) -> str:
+    lines = _lines(log)
+    return lines[-1] if lines else ""
+
+
 def _tail(log: Path, lines: int = 12) -> str:
-    text = log.read_bytes().decode("utf-8", errors="replace").replace("\r", "\n")
-    return "\n".join("    " + line for line in [x for x in text.splitlines() if x.strip()][-lines:])
+    return "\n".join("    " + line for line in _lines(log)[-lines:])
