@@ -237,6 +237,10 @@ def test_plan_lists_states_and_a_bad_table_lists_every_problem(finished_table, t
     assert cli("recipe", "run", str(tmp_path / "missing.toml")).exit_code == 2
     with pytest.raises(ConfigError, match="unknown stage"):
         TableRunner(read_table(finished_table), lambda *a: None, restart=("nope",))
+    with pytest.raises(ConfigError, match="--only names unknown stage"):  # not a silent run of nothing
+        TableRunner(read_table(finished_table), lambda *a: None).run(("coral-mixx",))
+    result = cli("recipe", "run", str(finished_table), "--only", "coral-mixx", "--jobs", "2")
+    assert result.exit_code == 2 and "--only names unknown stage(s) coral-mixx" in result.output, result.output
 
 
 @pytest.mark.parametrize("table", ["dailydialog/table1.toml", "dailydialog/cpu/table.toml", "ubuntu/table.toml"])

@@ -41,7 +41,7 @@ def run(
     results.json and results.md with each row next to the paper's."""
     from coral_cli.errors import ConfigError
     from coral_cli.pipeline.results import results_markdown
-    from coral_cli.pipeline.runner import TableRunner
+    from coral_cli.pipeline.runner import TableRunner, check_stage_names
     from coral_cli.pipeline.spec import read_table
 
     spec = read_table(table, runs_dir, seeds)
@@ -58,8 +58,10 @@ def run(
         runner.run_task(only[0], phase)
         return
     jobs = jobs or spec.jobs
-    err.print(f"[bold]{spec.title}[/]: {len(spec.stages)} stages -> {spec.runs_dir}"
-              + (f", {jobs} side by side" if jobs > 1 else ""))
+    check_stage_names(spec, "--only", tuple(only or ()))
+    picked = sum(1 for s in spec.stages if s.name in (only or ()))
+    err.print(f"[bold]{spec.title}[/]: " + (f"{picked} of " if only else "") + f"{len(spec.stages)} stages -> "
+              f"{spec.runs_dir}" + (f", {jobs} side by side" if jobs > 1 else ""))
     if jobs > 1:
         launch = functools.partial(_phase_command, table, runs_dir, seeds, sets or [], restart or [])
         results = runner.run_side_by_side(jobs, launch, tuple(only or ()))

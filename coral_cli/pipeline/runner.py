@@ -71,22 +71,28 @@ def stage_state(spec: TableSpec, stage: StageSpec) -> StageState:
     return StageState("new")
 
 
+def check_stage_names(spec: TableSpec, flag: str, names: tuple[str, ...]) -> None:
+    """A typo in --only or --restart would otherwise select nothing and run nothing, silently."""
+    known = [s.name for s in spec.stages] + ([GROUND_TRUTH] if spec.ground_truth else [])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{flag} names unknown stage(s) {', '.join(unknown)}", f"stages: {', '.join(known)}")
+
+
 class TableRunner:
     """Runs the stages of `spec` in order; `notify` and `train_view` let a front end show progress."""
 
     def __init__(self, spec: TableSpec, notify: Notify, train_view: TrainView | None = None,
                  restart: tuple[str, ...] = (), extra_sets: tuple[str, ...] = (),
                  count_view: CountView | None = None) -> None:
-        names = [s.name for s in spec.stages] + [GROUND_TRUTH]
-        unknown = [r for r in restart if r not in names]
-        if unknown:
-            raise ConfigError(f"--restart names unknown stage(s) {', '.join(unknown)}", f"stages: {', '.join(names)}")
+        check_stage_names(spec, "--restart", restart)
         self.spec, self.notify, self.restart, self.extra_sets = spec, notify, restart, extra_sets
         self.train_view = train_view or (lambda stage, cfg: contextlib.nullcontext([]))
         self.count_view = count_view or (lambda title, total: contextlib.nullcontext(lambda n: None))
 
     def run(self, only: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every stage (or `only` those), then the results table; returns the table."""
+        check_stage_names(self.spec, "--only", only)
         for stage in self.spec.stages:
             if only and stage.name not in only:
                 continue
@@ -101,6 +107,7 @@ class TableRunner:
     def run_side_by_side(self, jobs: int, launch: Launch, only: tuple[str, ...] = ()) -> dict[str, Any]:
         """The same work as `run`, `jobs` tasks at a time, each in a process that `launch` starts
         (one that calls `run_task`); logs go to <runs_dir>/logs/."""
+        check_stage_names(self.spec, "--only", only)
         tasks = table_tasks(self.spec, only)
         self.notify("table", f"{len(tasks)} tasks, {jobs} at a time")
         t0 = time.perf_counter()
