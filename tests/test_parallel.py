@@ -42,7 +42,10 @@ def test_tasks_start_after_their_needs_and_never_more_than_jobs_at_once(tmp_path
         assert sum(s <= t[0] < e for s, e in span.values()) <= 2
     assert ("a", "train: a step 1/2") in seen  # each running task's newest log line is passed on
     assert {s for s, m in seen if m.startswith("train: finished")} == {"a", "b", "c", "d", "e"}
-    assert (tmp_path / "logs" / "d.train.log").read_text().startswith("d step 1/2")
+    first = (tmp_path / "logs" / "d.train.log").read_text()
+    assert first.startswith("== d (train) started ") and "d step 1/2" in first
+    run_tasks(tasks[:1], 1, recorder(tmp_path), tmp_path / "logs", lambda s, m: None, poll_s=0.02)
+    assert (tmp_path / "logs" / "a.train.log").read_text().count("a step 1/2") == 2  # a rerun keeps the first log
 
 
 def test_after_a_failure_nothing_new_starts_and_the_error_carries_the_log(tmp_path):

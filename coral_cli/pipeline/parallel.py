@@ -63,7 +63,9 @@ def run_tasks(tasks: list[Task], jobs: int, launch: Launch, logs: Path, notify: 
         while True:
             while not failed and len(running) < jobs and (task := next_task(tasks, done, started)) is not None:
                 log = logs / f"{task.stage}.{task.phase}.log"
-                stream = log.open("wb")
+                stream = log.open("ab")  # a rerun appends: the log of the run that did the work stays
+                stream.write(f"== {task} started {time.strftime('%Y-%m-%d %H:%M:%S')} ==\n".encode())
+                stream.flush()
                 process = subprocess.Popen(launch(task), stdout=stream, stderr=subprocess.STDOUT, env=env)
                 running.append(_Running(task, process, log, stream, time.perf_counter()))
                 started.add(task.key)
