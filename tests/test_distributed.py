@@ -1,6 +1,7 @@
 """DDP on CPU with 2 processes (gloo): ranks stay identical and match one process on the same
 global batch (2 ranks x 1 batch == 1 process x 2 accumulated batches)."""
 
+import gc
 import os
 import socket
 
@@ -34,6 +35,11 @@ def _worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
     assert state.step == 6
     save_file({k: v.contiguous() for k, v in trainer.task.model.state_dict().items() if "embed_tokens" not in k
                and "lm_head" not in k}, os.path.join(out, f"rank{rank}.safetensors"))
+    # Free the DDP wrapper while the process group is still registered: freed after it, the wrapper's
+    # reducer would destroy the gloo group under the GIL while a gloo thread waits for the GIL to
+    # free a tensor (pytorch/pytorch#56297), a hang seen once in this test.
+    del trainer
+    gc.collect()
     torch.distributed.destroy_process_group()
 
 

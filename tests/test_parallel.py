@@ -41,6 +41,7 @@ def test_tasks_start_after_their_needs_and_never_more_than_jobs_at_once(tmp_path
     for t in span.values():  # at any start, at most one other task is running
         assert sum(s <= t[0] < e for s, e in span.values()) <= 2
     assert ("a", "train: a step 1/2") in seen  # each running task's newest log line is passed on
+    assert not [m for _, m in seen if " started 20" in m and "==" in m]  # not the log's own header
     assert {s for s, m in seen if m.startswith("train: finished")} == {"a", "b", "c", "d", "e"}
     first = (tmp_path / "logs" / "d.train.log").read_text()
     assert first.startswith("== d (train) started ") and "d step 1/2" in first

@@ -15,8 +15,8 @@ from coral_cli.errors import ConfigError
 from coral_cli.pipeline.paper_tables import PAPER_TABLES
 from coral_cli.pipeline.runner import TableRunner, stage_config, stage_state
 from coral_cli.pipeline.schedule import next_task, table_tasks
-from coral_cli.runs import RunDir
 from coral_cli.pipeline.spec import read_table
+from coral_cli.runs import RunDir
 from coral_cli.training.events import StepEnd
 
 RETRIEVER = """

@@ -113,7 +113,8 @@ def _lines(log: Path, tail_bytes: int = 16384) -> list[str]:
 
 
 def _last_line(log: Path) -> str:
-    lines = _lines(log)
+    """The task's own newest line: not the "== started ==" header this module wrote."""
+    lines = [x for x in _lines(log) if not (x.startswith("== ") and x.endswith(" =="))]
     return lines[-1] if lines else ""
 
 

@@ -1,7 +1,8 @@
 """Run a table recipe like `make`: each stage trains (or resumes, or is skipped when finished),
 then every row is generated and evaluated unless its outputs are newer than what they were made
-from; one after another here, or side by side as separate processes (`run_side_by_side`). Nothing is lost to an interruption: training resumes from last/, and predictions and
-reports are written atomically, so a half-written file never counts as done."""
+from; one after another here, or side by side as separate processes (`run_side_by_side`).
+Nothing is lost to an interruption: training resumes from last/, and predictions and reports are
+written atomically, so a half-written file never counts as done."""
 
 from __future__ import annotations
 
