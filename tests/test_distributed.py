@@ -1,7 +1,6 @@
 """DDP on CPU with 2 processes (gloo): ranks stay identical and match one process on the same
 global batch (2 ranks x 1 batch == 1 process x 2 accumulated batches)."""
 
-import gc
 import os
 import socket
 
@@ -9,10 +8,12 @@ import torch
 import torch.multiprocessing as mp
 import pytest
 from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
 
 from coral_cli.config import resolve
-from coral_cli.tasks.train import generator_trainer
 from coral_cli.runs import run_dir
+from coral_cli.tasks.train import generator_trainer
+from coral_cli.training.distributed import leave_process_group
 from tests.tiny_generator import write_recipe
 
 OVERRIDES = {"train.max_steps": 6, "train.max_batch_size": 4, "train.batch_tokens": 4096, "train.eval_every": 6,
@@ -35,12 +36,12 @@ def _worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
     assert state.step == 6
     save_file({k: v.contiguous() for k, v in trainer.task.model.state_dict().items() if "embed_tokens" not in k
                and "lm_head" not in k}, os.path.join(out, f"rank{rank}.safetensors"))
-    # Free the DDP wrapper while the process group is still registered: freed after it, the wrapper's
-    # reducer would destroy the gloo group under the GIL while a gloo thread waits for the GIL to
-    # free a tensor (pytorch/pytorch#56297), a hang seen once in this test.
-    del trainer
-    gc.collect()
-    torch.distributed.destroy_process_group()
+    # the DDP wrapper goes before the group: the other order hung here once (pytorch/pytorch#56297)
+    assert isinstance(trainer.task.forward_model, DistributedDataParallel)
+    trainer.close()
+    assert trainer.task.forward_model is trainer.task.model
+    leave_process_group()
+    assert not torch.distributed.is_initialized()
 
 
 @pytest.mark.slow
@@ -80,7 +81,8 @@ def _retriever_worker(rank: int, world: int, port: int, out: str) -> None:
     assert trainer.fit().step == 4
     moved = {k: v for k, v in trainer.task.model.state_dict().items() if not torch.equal(v, initial[k])}
     save_file({k: v.contiguous() for k, v in moved.items()}, os.path.join(out, f"retriever-rank{rank}.safetensors"))
-    torch.distributed.destroy_process_group()
+    trainer.close()
+    leave_process_group()
 
 
 @pytest.mark.slow
@@ -112,7 +114,8 @@ def _causal_worker(rank: int, world: int, port: int, base: str, out: str) -> Non
     assert trainer.fit().step == 3
     lora = {k: v.contiguous() for k, v in trainer.task.model.state_dict().items() if "lora_" in k}
     save_file(lora, os.path.join(out, f"causal-rank{rank}.safetensors"))
-    torch.distributed.destroy_process_group()
+    trainer.close()
+    leave_process_group()
 
 
 @pytest.mark.slow

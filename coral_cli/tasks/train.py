@@ -106,7 +106,11 @@ def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume:
     `reward` replaces the configured retriever with a plain function f(contexts, responses).
     On a CPU, bf16 autocast only with runtime.cpu_bf16."""
     with cpu_bf16(cfg.runtime.cpu_bf16):
-        return generator_trainer(cfg, run, listeners, reward).fit(resume)
+        trainer = generator_trainer(cfg, run, listeners, reward)
+        try:
+            return trainer.fit(resume)
+        finally:
+            trainer.close()
 
 
 def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], reward: RewardFn | None = None) -> Trainer:
@@ -135,7 +139,11 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
 def train_retriever(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False) -> LoopState:
     """Build data and model from `cfg` and run the shared trainer; returns the final loop state."""
     with cpu_bf16(cfg.runtime.cpu_bf16):
-        return retriever_trainer(cfg, run, listeners).fit(resume)
+        trainer = retriever_trainer(cfg, run, listeners)
+        try:
+            return trainer.fit(resume)
+        finally:
+            trainer.close()
 
 
 def retriever_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any]) -> Trainer:

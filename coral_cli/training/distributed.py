@@ -8,6 +8,7 @@ torchrun nothing changes (one process, no process group).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,16 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
+        atexit.register(leave_process_group)
     return info, device
+
+
+def leave_process_group() -> None:
+    """Destroy the process group while Python is fully alive (at exit, or when a caller is done):
+    left to interpreter shutdown, gloo's worker threads can abort or hang freeing tensors that need
+    the GIL (pytorch/pytorch#56297). Free DDP wrappers first (`Trainer.close`)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard(batches: list[Any], info: DistInfo) -> list[Any]:

@@ -11,6 +11,7 @@ exactly where the run stopped.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from coral_cli.config.schema import TrainConfig
 from coral_cli.device import autocast_dtype
 from coral_cli.errors import AssetError, CoralError
 from coral_cli.runs import RunDir
-from coral_cli.training.distributed import DistInfo, broadcast, shard
+from coral_cli.training.distributed import DistInfo, broadcast, shard, unwrap
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
 from coral_cli.training.state import LoopState, check_resumable, load_state, save_state
 
@@ -92,6 +93,14 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
         self.state = LoopState()
         self._last_eval = -1
+
+    def close(self) -> None:
+        """Free the DDP wrapper while the process group still exists. Its reducer holds the group:
+        freed after the group is destroyed, it would destroy gloo's group under the GIL while a gloo
+        thread waits for the GIL to free a tensor, a hang (pytorch/pytorch#56297)."""
+        if self.dist.enabled:
+            self.task.forward_model = unwrap(self.task.forward_model)
+            gc.collect()
 
     def emit(self, event: Any) -> None:
         for listener in self.listeners:
