@@ -125,11 +125,8 @@ class TableRunner:
                 raise ConfigError(f"the {GROUND_TRUTH} row is only evaluated, not '{phase}'", "use --phase evaluate")
             self.ground_truth()
             return
-        try:
-            spec = self.spec.stage(stage)
-        except KeyError:
-            raise ConfigError(f"no stage '{stage}' in {self.spec.path}",
-                              f"stages: {', '.join(s.name for s in self.spec.stages)}") from None
+        check_stage_names(self.spec, "--only", (stage,))
+        spec = self.spec.stage(stage)
         if phase != "train" and spec.kind != "generator":
             raise ConfigError(f"stage '{stage}' trains a {spec.kind}: it has no '{phase}' phase", "use --phase train")
         {"train": self.train, "generate": self.generate, "evaluate": self.evaluate}[phase](spec)
