@@ -45,9 +45,9 @@ def run(
     from coral_cli.pipeline.spec import read_table
 
     spec = read_table(table, runs_dir, seeds)
-    again = shlex.join(["coral", "recipe", "run", str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
-                        *(["--seeds", str(seeds)] if seeds else []),
-                        *(a for s in sets or () for a in ("--set", s))])  # what Ctrl-C says resumes
+    table_args = [str(table), *(["--runs-dir", str(runs_dir)] if runs_dir else []),
+                  *(["--seeds", str(seeds)] if seeds else []), *(a for s in sets or () for a in ("--set", s))]
+    again = shlex.join(["coral", "recipe", "run", *table_args])  # what Ctrl-C says resumes
     view = functools.partial(_train_view, spec, again)
     from coral_cli.commands.progress import count_progress
 
@@ -63,7 +63,7 @@ def run(
     err.print(f"[bold]{spec.title}[/]: " + (f"{picked} of " if only else "") + f"{len(spec.stages)} stages -> "
               f"{spec.runs_dir}" + (f", {jobs} side by side" if jobs > 1 else ""))
     if jobs > 1:
-        launch = functools.partial(_phase_command, table, runs_dir, seeds, sets or [], restart or [])
+        launch = functools.partial(_phase_command, table_args, restart or [])
         results = runner.run_side_by_side(jobs, launch, tuple(only or ()))
     else:
         results = runner.run(tuple(only or ()))
@@ -98,14 +98,12 @@ def plan(table: Table, runs_dir: RunsDir = None, seeds: Seeds = None, json: Json
     out.print(view)
 
 
-def _phase_command(table: Path, runs_dir: Optional[Path], seeds: Optional[int], sets: list[str], restart: list[str],
-                   task: Any) -> list[str]:
-    """The command line that runs one task of a side-by-side table run in a process of its own."""
+def _phase_command(table_args: list[str], restart: list[str], task: Any) -> list[str]:
+    """The command line that runs one task of a side-by-side table run in a process of its own:
+    the parent's table, runs folder, seeds and --set, one stage, one phase."""
     import sys
 
-    return [sys.executable, "-m", "coral_cli", "recipe", "run", str(table), "--only", task.stage, "--phase", task.phase,
-            *(["--runs-dir", str(runs_dir)] if runs_dir else []), *(["--seeds", str(seeds)] if seeds else []),
-            *(a for s in sets for a in ("--set", s)),
+    return [sys.executable, "-m", "coral_cli", "recipe", "run", *table_args, "--only", task.stage, "--phase", task.phase,
             *(["--restart", task.stage] if task.stage in restart and task.phase == "train" else [])]
 
 

@@ -94,15 +94,8 @@ class TableRunner:
     def run(self, only: tuple[str, ...] = ()) -> dict[str, Any]:
         """Every stage (or `only` those), then the results table; returns the table."""
         check_stage_names(self.spec, "--only", only)
-        for stage in self.spec.stages:
-            if only and stage.name not in only:
-                continue
-            self.train(stage)
-            if stage.kind == "generator":
-                self.generate(stage)
-                self.evaluate(stage)
-        if self.spec.ground_truth and (not only or GROUND_TRUTH in only):
-            self.ground_truth()
+        for task in table_tasks(self.spec, only):  # in table order, so every need is met before it
+            self.run_task(task.stage, task.phase)
         return self.results()
 
     def run_side_by_side(self, jobs: int, launch: Launch, only: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -117,7 +110,8 @@ class TableRunner:
         return self.results()
 
     def run_task(self, stage: str, phase: str) -> None:
-        """One task of `table_tasks`: what a process started by `run_side_by_side` does."""
+        """One task of `table_tasks`: what `run` does for each, and a process started by
+        `run_side_by_side` for one."""
         if phase not in PHASES:
             raise ConfigError(f"unknown phase '{phase}'", f"choose from {', '.join(PHASES)}")
         if stage == GROUND_TRUTH:
