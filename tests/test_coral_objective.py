@@ -156,5 +156,9 @@ def test_rloo_and_moving_average_baselines(tok):
     assert torch.isfinite(loss)
     cfg, model = tiny(tok, baseline="moving-average", ema_decay=0.5)
     objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
-    torch.testing.assert_close(objective.baseline(torch.tensor([0.2, 0.4]), NO_GROUPS), torch.tensor([0.3, 0.3]))
-    torch.testing.assert_close(objective.baseline(torch.tensor([0.5, 0.5]), NO_GROUPS), torch.tensor([0.4, 0.4]))
+    ones = SimpleNamespace(groups=[], weight=torch.ones(2))
+    torch.testing.assert_close(objective.baseline(torch.tensor([0.2, 0.4]), ones), torch.tensor([0.0, 0.0]))  # m
+    objective.update_ema(torch.tensor([0.2, 0.4]), ones)
+    torch.testing.assert_close(objective.baseline(torch.tensor([0.5, 0.5]), ones), torch.tensor([0.3, 0.3]))
+    objective.update_ema(torch.tensor([0.5, 0.5]), ones)  # (0.5 * 0.5 * 0.3 + 0.5 * 0.5) / (1 - 0.5^2)
+    torch.testing.assert_close(objective.baseline(torch.tensor([0.0, 0.0]), ones), torch.full((2,), 0.325 / 0.75))

@@ -180,7 +180,8 @@ def test_reference_model_is_the_base_with_adapters_off():
     frozen = frozen_copy(full)
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
     with reference_model(full, frozen) as ref:
-        assert ref is frozen
+        assert ref is frozen and ref.training  # the policy's mode: dropout alike on both sides
+    assert not frozen.training  # and its own mode back afterwards
     with pytest.raises(ValueError, match="frozen_copy"):
         with reference_model(full):
             pass
@@ -190,24 +191,29 @@ def test_kl_penalty_values_and_gradients():
     logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, float("-inf")]], requires_grad=True)
     ref = torch.tensor([[-1.5, -1.0, -9.0], [-0.3, -0.2, float("-inf")]], requires_grad=True)
     mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
-    for est in ("k1", "k3"):
-        same = kl_penalty(logp, logp.detach().clone(), mask, est)
-        assert torch.equal(same, torch.zeros(2))
-    # per token d = ref - logp: row 0 (-0.5, 1.0), row 1 (0.0, 0.5); the masked column never counts
-    k1 = kl_penalty(logp, ref, mask, "k1")
-    torch.testing.assert_close(k1, torch.tensor([0.5 - 1.0, 0.0 - 0.5]))
-    k3 = kl_penalty(logp, ref, mask, "k3")
+    for est in ("k1-reward", "k2", "k3"):
+        same, value = kl_penalty(logp, logp.detach().clone(), mask, est)
+        assert torch.equal(value, torch.zeros(2))
+        if est != "k1-reward":
+            assert torch.equal(same, torch.zeros(2))
+    # per token d = log pi - log ref: row 0 (0.5, -1.0), row 1 (0.0, -0.5); the masked column never counts
+    k1, value = kl_penalty(logp, ref, mask, "k1-reward")
+    torch.testing.assert_close(value, torch.tensor([-0.5, -0.5]))
+    torch.testing.assert_close(k1, value * torch.tensor([-3.0, -1.0]))  # k1 (detached) * sum_t log pi
+    k2, _ = kl_penalty(logp, ref, mask, "k2")
+    torch.testing.assert_close(k2, torch.tensor([0.5 * (0.25 + 1.0), 0.5 * 0.25]))
+    k3, _ = kl_penalty(logp, ref, mask, "k3")
     e = torch.exp
     torch.testing.assert_close(k3, torch.stack([e(torch.tensor(-0.5)) + 0.5 - 1 + e(torch.tensor(1.0)) - 1.0 - 1,
                                                 e(torch.tensor(0.5)) - 0.5 - 1]))
     assert (k3 >= 0).all()
     k3.sum().backward()
     assert ref.grad is None and torch.isfinite(logp.grad).all()
-    # d k3 / d logp = 1 - exp(d) on response tokens, 0 on padding
-    d = torch.tensor([[-0.5, 1.0, 0.0], [0.0, 0.5, 0.0]])
-    torch.testing.assert_close(logp.grad, (1 - torch.exp(d)) * mask)
+    # d k3 / d logp = 1 - exp(-d) on response tokens, 0 on padding
+    d = torch.tensor([[0.5, -1.0, 0.0], [0.0, -0.5, 0.0]])
+    torch.testing.assert_close(logp.grad, (1 - torch.exp(-d)) * mask)
     torch.manual_seed(0)
-    big = kl_penalty(torch.randn(64, 5), torch.randn(64, 5), torch.ones(64, 5), "k3")
+    big, _ = kl_penalty(torch.randn(64, 5), torch.randn(64, 5), torch.ones(64, 5), "k3")
     assert (big >= 0).all()
     with pytest.raises(ValueError, match="estimator"):
-        kl_penalty(logp, ref, mask, "k2")
+        kl_penalty(logp, ref, mask, "k1")

@@ -49,16 +49,20 @@ def config(base, tmp_path, **extra):
 
 
 def test_the_kl_guard_is_zero_while_the_adapters_are_untrained(base, tmp_path):
-    cfg = config(base, tmp_path, **{"objective.p_plus": 1.0, "objective.policy": "off"})
+    cfg = config(base, tmp_path, **{"objective.p_plus": 0.0, "objective.policy": "mix"})
     policy, _ = build_policy(cfg, CPU)
     assert hasattr(policy.model, "peft_config") and policy.kind == "causal"
     ctx = policy.context_ids(CONTEXTS, 64)
     resp = policy.response_ids(RESPONSES, 16)
     teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
-    batch = TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
-    with_kl, stats = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch)
+    def batch():  # the same candidates for both runs: on-policy samples, same seeds
+        torch.manual_seed(0)
+        return TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
+
+    policy.model.train()  # LoRA dropout on: the reference must see it alike
+    with_kl, stats = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch())
     cfg.objective.kl_coef = 0.0
-    without, _ = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch)
+    without, _ = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch())
     assert stats["kl"].item() == pytest.approx(0.0, abs=1e-6)  # LoRA's B starts at 0: policy == reference
     assert with_kl.item() == pytest.approx(without.item(), abs=1e-6)
 
@@ -71,7 +75,7 @@ def _fn():
 
 @pytest.mark.slow
 def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base, tmp_path):
-    cfg = config(base, tmp_path)
+    cfg = config(base, tmp_path, **{"objective.p_plus": 0.3})  # on-policy samples in every batch: a KL each step
     run = run_dir(tmp_path, "lora").create(cfg, "coral coral train")
     trainer = generator_trainer(cfg, run, [])
     frozen = {k: v.clone() for k, v in trainer.task.model.state_dict().items() if "lora_" not in k}

@@ -229,20 +229,29 @@ class ObjectiveConfig:
     baseline: str = opt("fixed", "fixed: the margin m (paper); moving-average: running mean of f_R; "
                         "rloo: leave-one-out mean over rloo_k on-policy samples per context",
                         choices=("fixed", "moving-average", "rloo"))
-    ema_decay: float = opt(0.99, "decay of the moving-average baseline", min=0.0, max=1.0)
+    ema_decay: float = opt(0.99, "decay of the moving-average baseline (bias-corrected, over earlier batches)",
+                           min=0.0, max=0.9999)
     rloo_k: int = opt(4, "on-policy samples per context for the rloo baseline", min=2)
-    kl_coef: float = opt(0.0, "weight of the KL penalty to the reference model (the pretrained model with "
-                         "adapters off, or a frozen copy); 0 = off", min=0.0)
-    kl_estimator: str = opt("k3", "per-token KL estimate: k1 = log p - log p_ref (unbiased, can be negative); "
-                            "k3 = exp(log p_ref - log p) - (log p_ref - log p) - 1 (unbiased, never negative)",
-                            choices=("k1", "k3"))
+    kl_coef: float = opt(0.0, "beta: weight of the KL guard to the reference model (the pretrained model with "
+                         "adapters off, or a frozen copy) on the on-policy samples, normalised like the CORAL "
+                         "term; 0 = off", min=0.0)
+    kl_estimator: str = opt("k1-reward", "k1-reward: the sequence's log pi - log ref, detached, lowers its reward "
+                            "(gradient: KL(pi || ref)); k2: 1/2 (log pi - log ref)^2 per token as a loss (gradient: "
+                            "the per-token KL(pi || ref)); k3: exp(log ref - log pi) - (log ref - log pi) - 1 as a "
+                            "loss (its gradient follows the reverse KL(ref || pi))",
+                            choices=("k1-reward", "k2", "k3"))
     adalabel: AdaLabelConfig = opt(AdaLabelConfig(), "the soft target of loss = 'adalabel'")
 
     def problems(self) -> list[str]:
-        if self.loss == "coral" and self.baseline == "rloo" and (self.policy != "mix" or self.random_ratio >= 1):
-            return ["baseline = 'rloo' needs on-policy samples (policy = 'mix' with random_ratio < 1); "
-                    "for off-policy training use baseline = 'fixed' or 'moving-average'"]
-        return []
+        problems = []
+        on_policy = self.policy == "mix" and self.random_ratio < 1
+        if self.loss == "coral" and self.baseline == "rloo" and not on_policy:
+            problems.append("baseline = 'rloo' needs on-policy samples (policy = 'mix' with random_ratio < 1); "
+                            "for off-policy training use baseline = 'fixed' or 'moving-average'")
+        if self.loss == "coral" and self.kl_coef > 0 and not (on_policy and self.p_plus < 1):
+            problems.append("kl_coef > 0 needs on-policy samples (policy = 'mix', random_ratio < 1, p_plus < 1): "
+                            "the KL to the reference is estimated on the model's own samples only")
+        return problems
 
 
 @dataclass

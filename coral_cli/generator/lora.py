@@ -252,22 +252,23 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 @contextmanager
 def reference_model(model: nn.Module, frozen: nn.Module | None = None) -> Iterator[nn.Module]:
-    """The reference policy of the KL term, in eval mode under no_grad: a PeftModel with its
-    adapters off (the same weights, no copy), else `frozen` (from `frozen_copy`, full fine-tuning).
+    """The reference policy of the KL term, under no_grad: a PeftModel with its adapters off (the
+    same weights, no copy), else `frozen` (from `frozen_copy`, full fine-tuning). The reference
+    runs in the policy's own train/eval mode, so that dropout treats both sides of the KL alike
+    (a reference in eval mode beside a policy with dropout gives a non-zero KL at step 0).
     Each module's train/eval mode is restored on exit."""
     import peft
 
     if isinstance(model, peft.PeftModel):
-        modes = {m: m.training for m in model.modules()}
+        with model.disable_adapter(), torch.no_grad():
+            yield model
+    elif frozen is not None:
+        modes = {m: m.training for m in frozen.modules()}
         try:
-            with model.disable_adapter(), torch.no_grad():
-                model.eval()
-                yield model
+            with torch.no_grad():
+                yield frozen.train(model.training)
         finally:
             for m, training in modes.items():
                 m.training = training
-    elif frozen is not None:
-        with torch.no_grad():
-            yield frozen.eval()
     else:
         raise ValueError("a model without adapters needs its reference given: frozen=frozen_copy(model)")

@@ -91,13 +91,16 @@ class GeneratorTask:
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         ema = getattr(self.objective, "ema", None)
-        out = {"objective.ema": ema.detach().reshape(1).cpu()} if ema is not None else {}
+        out = {"objective.ema": ema.detach().reshape(1).cpu(),
+               "objective.ema_batches": torch.tensor([self.objective.ema_batches])} if ema is not None else {}
         seen = getattr(self.objective, "batches_seen", None)  # Mirror's KL annealing
         return {**out, "objective.batches_seen": torch.tensor([seen])} if seen is not None else out
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "objective.ema" in tensors:
             self.objective.ema = tensors["objective.ema"].to(self.device)[0]
+            # a checkpoint from before the bias correction: its EMA is long past its start
+            self.objective.ema_batches = int(tensors.get("objective.ema_batches", torch.tensor([10 ** 6]))[0])
         if "objective.batches_seen" in tensors:
             self.objective.batches_seen = int(tensors["objective.batches_seen"][0])
 
