@@ -240,6 +240,11 @@ class ObjectiveConfig:
                             "the per-token KL(pi || ref)); k3: exp(log ref - log pi) - (log ref - log pi) - 1 as a "
                             "loss (its gradient follows the reverse KL(ref || pi))",
                             choices=("k1-reward", "k2", "k3"))
+    length_debias: str = opt("none", "none, or residual: fit f_R ~ a + b * length on validation references and "
+                             "the model's own samples at the start, then train on f_R - b * (length - mean "
+                             "reference length) (ODIN's idea, simplest form)", choices=("none", "residual"))
+    length_debias_pairs: int = opt(256, "validation contexts the length fit uses (a reference and a sample each)",
+                                   min=2)
     adalabel: AdaLabelConfig = opt(AdaLabelConfig(), "the soft target of loss = 'adalabel'")
 
     def problems(self) -> list[str]:

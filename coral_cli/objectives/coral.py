@@ -6,7 +6,9 @@
    Algorithm 1: eq. 3 sums an r+ and an r- term for every context, and drawing one of the two per
    row (r+ with probability p+) optimises the same objective in expectation, with each term
    weighted p+ and 1 - p+, at half the forward passes;
-2. f = f_R(c, r) from the frozen retriever (a reward model, or any plain callable);
+2. f = f_R(c, r) from the frozen retriever (a reward model, or any plain callable); beyond the
+   paper, `objective.length_debias = "residual"` takes the part of f_R that reply length predicts
+   out of it (`objectives/length_debias.py`);
 3. R3 = f - b with baseline b: the paper's fixed margin m, or (beyond it, per its footnote 3) a
    moving average of f_R over earlier batches, or the leave-one-out mean of the k on-policy
    samples of a context;
@@ -29,6 +31,7 @@ from coral_cli.generator.lora import reference_model
 from coral_cli.generator.policy import Policy
 from coral_cli.objectives.coral_loss import coral_loss
 from coral_cli.objectives.kl import kl_penalty
+from coral_cli.objectives.length_debias import LengthDebias
 from coral_cli.objectives.candidates import CandidateSet, check_samplers, draw_candidates
 from coral_cli.objectives.reward_input import score_candidates
 
@@ -46,11 +49,15 @@ class CoralObjective:
         self.cfg, self.reward, self.samplers, self.policy, self.reference = cfg, reward, samplers, policy, reference
         self.ema = None  # moving-average baseline: bias-corrected mean f_R of the batches so far
         self.ema_batches = 0
+        self.length_debias: LengthDebias | None = None  # fitted at the run's start (tasks/train.py)
         check_samplers(cfg, samplers)
 
     def __call__(self, model: Any, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         cs = draw_candidates(self.cfg, self.samplers, model, batch, self.policy.pad_id)
         f = score_candidates(self.reward, self.policy, batch.contexts, batch.texts, cs.cand, cs.row)  # (N,) frozen
+        raw_f = f
+        if self.length_debias is not None:
+            f = self.length_debias(f, cs.cand.mask.sum(1))
         r3 = (f - self.baseline(f, cs)).detach()
         self.update_ema(f, cs)  # after R3: the baseline never includes the batch it judges
         seq = self.policy.teacher(batch.prompt_ids[cs.row], batch.prompt_mask[cs.row], cs.cand)
@@ -66,6 +73,8 @@ class CoralObjective:
             on = cs.kind.eq(ON_POLICY)
             stats["kl"] = torch.where(on.any(), (kl * on).sum() / on.sum().clamp(min=1),
                                       torch.tensor(float("nan"), device=kl.device))
+        if self.length_debias is not None:
+            stats["f_R_raw"] = raw_f.mean()
         return loss, {**stats, **candidate_stats(f, r3, cs), "tokens": batch.tokens}
 
     def reference_logprobs(self, model: Any, seq: Any, rng: Any) -> torch.Tensor:

@@ -23,6 +23,7 @@ from coral_cli.generator.mirror_policy import load_mirror_weights, save_mirror
 from coral_cli.generator.model import load_generator_weights, save_generator
 from coral_cli.generator.policy import Policy
 from coral_cli.metrics.collapse import check_collapse
+from coral_cli.objectives.length_debias import LengthDebias
 from coral_cli.objectives.reward_input import score_candidates
 from coral_cli.training.batching import token_budget_batches
 
@@ -93,6 +94,9 @@ class GeneratorTask:
         ema = getattr(self.objective, "ema", None)
         out = {"objective.ema": ema.detach().reshape(1).cpu(),
                "objective.ema_batches": torch.tensor([self.objective.ema_batches])} if ema is not None else {}
+        debias = getattr(self.objective, "length_debias", None)
+        if debias is not None:  # a resume trains on the fit of the run's start
+            out = {**out, **debias.tensors()}
         seen = getattr(self.objective, "batches_seen", None)  # Mirror's KL annealing
         return {**out, "objective.batches_seen": torch.tensor([seen])} if seen is not None else out
 
@@ -101,6 +105,8 @@ class GeneratorTask:
             self.objective.ema = tensors["objective.ema"].to(self.device)[0]
             # a checkpoint from before the bias correction: its EMA is long past its start
             self.objective.ema_batches = int(tensors.get("objective.ema_batches", torch.tensor([10 ** 6]))[0])
+        if LengthDebias.from_tensors(tensors) is not None:
+            self.objective.length_debias = LengthDebias.from_tensors(tensors)
         if "objective.batches_seen" in tensors:
             self.objective.batches_seen = int(tensors["objective.batches_seen"][0])
 

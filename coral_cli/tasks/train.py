@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from coral_cli.config.schema import CoralConfig
+from coral_cli.atomic import atomic_write_text
+from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import cpu_bf16
 from coral_cli.errors import ConfigError
 from coral_cli.generator.lm_checkpoint import read_meta
@@ -21,6 +23,7 @@ from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
 from coral_cli.objectives.adalabel import AdaLabel
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
+from coral_cli.objectives.length_debias import LengthDebias, fit_on_validation
 from coral_cli.objectives.mirror import MirrorObjective
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.base import RewardModel
@@ -33,7 +36,7 @@ from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.tasks.generator_data import generator_data
 from coral_cli.tasks.retriever import RetrieverTask
 from coral_cli.tokenizer import load_tokenizer
-from coral_cli.training.distributed import init_distributed
+from coral_cli.training.distributed import DistInfo, broadcast, init_distributed
 from coral_cli.training.loop import LoopState, Trainer
 
 RewardFn = Callable[[list[list[str]], list[str]], Any]  # f(contexts, responses) -> scores in [0, 1]
@@ -131,9 +134,29 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     val = generator_data(cfg.data, "validation", policy)
     objective = build_objective(cfg, f_r, policy, train.get("pool_ids", []), device)
     task = GeneratorTask(policy, objective, train, val, cfg, device, f_r, base)
+    if cfg.objective.loss == "coral" and cfg.objective.length_debias == "residual":
+        objective.length_debias = broadcast(fit_length_debias(cfg, policy, f_r, val, device, info), info)
+        if info.is_main:  # beside config.toml, for the reader; the checkpoints carry it for a resume
+            atomic_write_text(run.root / "length_debias.json", json.dumps(objective.length_debias.record(), indent=1))
     trainer = Trainer(task, cfg.train, run, device, listeners, info)
     torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
     return trainer
+
+
+def fit_length_debias(cfg: CoralConfig, policy: Policy, reward: Any, val: dict[str, Any], device: torch.device,
+                      info: DistInfo) -> LengthDebias | None:
+    """Rank 0 fits f_R on reply length over validation references and the model's own nucleus
+    samples (`objectives/length_debias.py`) under the run's seed, without moving the training RNG."""
+    if not info.is_main:
+        return None
+    o = cfg.objective
+    decoding = GenerateConfig(strategy="nucleus", top_p=o.sample_top_p, temperature=o.sample_temperature,
+                              max_new_tokens=o.sample_max_new_tokens, min_new_tokens=1)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.generate.seed)
+        return fit_on_validation(policy, policy.model, reward, val, decoding, device, cfg.train.bf16,
+                                 o.length_debias_pairs)
 
 
 def train_retriever(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume: bool = False) -> LoopState:
