@@ -82,3 +82,19 @@ def test_eos_format_without_a_chat_template(policy):
     ids = plain.context_ids([["hi", "yo"]], 64)[0]
     assert plain.format == "eos" and tok.decode(ids) == "hi [SEP] yo [SEP]"
     assert plain.fingerprint != policy.fingerprint
+
+
+# SmolLM2's template, shortened: a default system prompt when the conversation has none
+DEFAULT_SYSTEM = ("{% for m in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                  "system : you are a helpful assistant named bot [SEP] {% endif %}"
+                  "{{ m.role }} : {{ m.content }} [SEP] {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
+
+
+def test_a_template_default_system_prompt_never_reaches_the_context():
+    tok = chat_tokenizer(template=DEFAULT_SYSTEM)
+    policy = CausalPolicy(tiny_llama(tok), tok)
+    prompt = tok.decode(policy.context_ids([["how are you ?", "fine , and you ?"]], 64)[0])
+    assert "helpful" not in prompt and "named bot" not in prompt
+    assert prompt.startswith("system : [SEP] assistant : how are you?")
+    plain = CausalPolicy(tiny_llama(chat_tokenizer()), chat_tokenizer())  # no default: nothing added
+    assert not plain.blank_system and "system" not in chat_tokenizer().decode(plain.context_ids([["hi"]], 64)[0])

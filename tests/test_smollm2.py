@@ -27,6 +27,7 @@ def test_bundled_smollm2_replies_in_english_and_takes_a_lora_coral_step():
     policy, base = build_policy(cfg, torch.device("cpu"))
     assert base["spec"] == "smollm2" and policy.format == "chat"
     ctx = policy.context_ids(CONTEXTS, 128)
+    assert "SmolLM" not in policy.tokenizer.decode(ctx[0])  # the template's default persona stays out
     ids, mask = policy.prompts(ctx, "cpu")
     replies = policy.texts(policy.sample(policy.model, ids, mask, GenerateConfig(strategy="greedy", max_new_tokens=16)))
     assert all(len(re.findall(r"[A-Za-z]{2,}", r)) >= 3 for r in replies), replies  # English words, not noise

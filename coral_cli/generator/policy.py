@@ -175,6 +175,7 @@ class CausalPolicy(Policy):
             raise ValueError("a causal LM's tokenizer needs an eos token to end responses")
         super().__init__(model, tokenizer, tokenizer.eos_token_id)
         self.format = "chat" if getattr(tokenizer, "chat_template", None) else "eos"
+        self.blank_system = self.format == "chat" and _template_adds_a_system_turn(tokenizer)
 
     def context_ids(self, contexts: Sequence[Sequence[str]], budget: int) -> list[list[int]]:
         """The formatted prompt of each context; whole turns are dropped oldest first to fit
@@ -186,8 +187,12 @@ class CausalPolicy(Policy):
         return self._fit(list(turns), budget)[0]
 
     def messages(self, turns: Sequence[str]) -> list[dict[str, str]]:
-        """The chat messages of a context: alternating turns, the last one the user's."""
-        return [{"role": "user" if (len(turns) - i) % 2 else "assistant", "content": t} for i, t in enumerate(turns)]
+        """The chat messages of a context: alternating turns, the last one the user's. A template
+        that adds a default system prompt when none is given (SmolLM2's "You are a helpful AI
+        assistant named SmolLM ...", Qwen's) gets an empty system turn instead: a dialogue context
+        is the other speaker's words, not an assistant persona's instructions."""
+        chat = [{"role": "user" if (len(turns) - i) % 2 else "assistant", "content": t} for i, t in enumerate(turns)]
+        return [{"role": "system", "content": ""}, *chat] if self.blank_system else chat
 
     def _fit(self, turns: list[str], budget: int) -> tuple[list[str], list[int]]:
         ids = self._prompt(turns)
@@ -238,3 +243,14 @@ class CausalPolicy(Policy):
         ids = out[:, prompt_ids.shape[1]:]
         mask, ended = cut_at_end(ids, torch.tensor([self.end_id], device=ids.device))
         return Responses(ids, mask, ended)
+
+
+def _template_adds_a_system_turn(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the chat template writes a system turn into a conversation that has none."""
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+        blank = tokenizer.apply_chat_template([{"role": "system", "content": ""}, {"role": "user", "content": "x"}],
+                                              tokenize=False)
+    except Exception:  # a template without a system role: nothing to blank
+        return False
+    return "system" in text and len(blank) < len(text)
