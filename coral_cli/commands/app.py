@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from coral_cli.commands import annotate as annotate_cmd
 from coral_cli.commands import bench as bench_cmd
 from coral_cli.commands import chat as chat_cmd
 from coral_cli.commands import config as config_cmd
@@ -113,6 +114,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(recipe_cmd.app, name="recipe")
 app.add_typer(evaluate_cmd.app, name="evaluate")
 app.command("chat")(chat_cmd.chat)
+app.add_typer(annotate_cmd.app, name="annotate")
 app.command("bench")(bench_cmd.bench)
 app.command("export")(export_cmd.export)
 app.command("env")(env_cmd.env)
