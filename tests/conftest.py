@@ -17,6 +17,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+REQUIRE_SHARED = "CORAL_REQUIRE_SHARED"  # "1" (CI, .ci/run): missing shared data fails instead of skipping
+
+
 def _shared_dir() -> Path:
     env = os.environ.get("CORAL_SHARED_DIR")
     return Path(env) if env else REPO.parent / "shared"
@@ -24,10 +27,15 @@ def _shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """`../shared/data` (tests may read it; the product never needs it)."""
+    """`../shared/data` (tests may read it; the product never needs it). A fresh clone has no
+    ../shared: its tests are skipped with the reason, so the README's test command passes there;
+    CI sets CORAL_REQUIRE_SHARED=1, so they can never be skipped unseen."""
     path = _shared_dir() / "data"
     if not (path / "dailydialog").is_dir():
-        pytest.fail(f"shared data not found at {path}: set CORAL_SHARED_DIR to the shared/ folder")
+        message = f"shared data not found at {path}: set CORAL_SHARED_DIR to the shared/ folder"
+        if os.environ.get(REQUIRE_SHARED) == "1":
+            pytest.fail(f"{message} ({REQUIRE_SHARED}=1)")
+        pytest.skip(f"{message} (a fresh clone has none; {REQUIRE_SHARED}=1 makes this an error)")
     return path
 
 

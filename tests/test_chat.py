@@ -99,3 +99,21 @@ def test_textual_app_with_pilot(models, tmp_path):
     asyncio.run(drive())
     rows = [json.loads(x) for x in transcript.read_text().splitlines()]
     assert rows[0]["user"] == "hello , how are you ?" and rows[0]["chosen"] == 1 and len(rows[0]["candidates"]) == 3
+
+
+def test_the_transcript_keeps_each_turns_own_settings(generator_ckpt, tmp_path):
+    """After `/margin`, an earlier turn's R3 was made with its own margin: the transcript says so,
+    rather than the session's settings at save time for every turn."""
+    reward = tmp_path / "question"
+    save_reward(make(ResponseTokenReward, "test-question", load_tokenizer()), reward)
+    s = load_session(generator_ckpt, reward, "cpu", ChatSettings(n=2, max_new_tokens=4, margin=0.1), [])
+    s.say("hello , how are you ?")
+    apply_command(s, "/n 3")  # changes later turns only
+    apply_command(s, "/margin 0.3")  # rescores the last turn: its R3 now uses 0.3
+    s.say("what do you mean ?")
+    apply_command(s, "/margin 0.5")  # rescores the second turn only
+    rows = s.transcript()
+    assert [r["settings"]["margin"] for r in rows] == [0.3, 0.5]
+    assert [r["settings"]["n"] for r in rows] == [2, 3] == [len(r["candidates"]) for r in rows]
+    for r in rows:
+        assert all(c["R3"] == pytest.approx(c["f_R"] - r["settings"]["margin"]) for c in r["candidates"])

@@ -52,6 +52,7 @@ class Turn:
     seen_context: str  # the truncated context the model actually saw, as text
     candidates: list[Candidate] = field(default_factory=list)
     chosen: int = 0
+    settings: ChatSettings = field(default_factory=ChatSettings)  # its own, as made: /n or /margin change later turns
 
     @property
     def reply(self) -> str:
@@ -115,9 +116,10 @@ class ChatSession:
         self.turns, self.prefix = [], []
 
     def transcript(self) -> list[dict[str, Any]]:
-        """JSON-ready turns with every candidate's scores."""
+        """JSON-ready turns with every candidate's scores and the settings that turn was made (and
+        last rescored) with, not the session's current ones."""
         return [{"turn": i, "context": t.context, "seen_context": t.seen_context, "user": t.user, "reply": t.reply,
-                 "chosen": t.chosen, "settings": dataclasses.asdict(self.settings),
+                 "chosen": t.chosen, "settings": dataclasses.asdict(t.settings),
                  "candidates": [{"text": c.text, "f_R": c.f_r, "R3": c.r3, "logprob": c.logprob} for c in t.candidates]}
                 for i, t in enumerate(self.turns)]
 
@@ -143,7 +145,7 @@ class ChatSession:
                 c.f_r, c.r3 = value, value - s.margin
         if s.rerank and self.reward is not None:
             candidates.sort(key=lambda c: -c.r3)
-        turn.candidates, turn.chosen = candidates, 0
+        turn.candidates, turn.chosen, turn.settings = candidates, 0, dataclasses.replace(s)
 
     def rescore(self) -> None:
         """Re-apply the margin / rerank setting to the last turn (no new generation)."""
@@ -157,3 +159,5 @@ class ChatSession:
         if self.settings.rerank and self.reward is not None:
             turn.candidates.sort(key=lambda c: -c.r3)
         turn.chosen = turn.candidates.index(chosen) if chosen else 0
+        # its R3 and order now follow the new margin / rerank; its candidates are still the old decoding's
+        turn.settings = dataclasses.replace(turn.settings, margin=self.settings.margin, rerank=self.settings.rerank)

@@ -51,22 +51,30 @@ def run(
     view = functools.partial(_train_view, spec, again)
     from coral_cli.commands.progress import count_progress
 
-    runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()), count_progress)
     if phase is not None:  # one task of a side-by-side run, in its own process
+        from coral_cli.pipeline.parallel import apply_thread_caps
+
+        apply_thread_caps()  # before torch does any parallel work
+    runner = TableRunner(spec, _notify, view, tuple(restart or ()), tuple(sets or ()), count_progress)
+    resume = shlex.join([*shlex.split(again), *(a for s in only or () for a in ("--only", s)),
+                         *(["--jobs", str(jobs)] if jobs else [])])
+    if phase is not None:
         if len(only or []) != 1:
             raise ConfigError("--phase runs one stage's phase", "name the stage with exactly one --only")
-        runner.run_task(only[0], phase)
+        with _interrupted(f"{only[0]} ({phase})", resume):
+            runner.run_task(only[0], phase)
         return
     jobs = jobs or spec.jobs
     check_stage_names(spec, "--only", tuple(only or ()))
     picked = sum(1 for s in spec.stages if s.name in (only or ()))
     err.print(f"[bold]{spec.title}[/]: " + (f"{picked} of " if only else "") + f"{len(spec.stages)} stages -> "
               f"{spec.runs_dir}" + (f", {jobs} side by side" if jobs > 1 else ""))
-    if jobs > 1:
-        launch = functools.partial(_phase_command, table_args, restart or [])
-        results = runner.run_side_by_side(jobs, launch, tuple(only or ()))
-    else:
-        results = runner.run(tuple(only or ()))
+    with _interrupted(spec.title, resume):
+        if jobs > 1:
+            launch = functools.partial(_phase_command, table_args, restart or [])
+            results = runner.run_side_by_side(jobs, launch, tuple(only or ()))
+        else:
+            results = runner.run(tuple(only or ()))
     if json:
         print_json(results)
         return
@@ -78,10 +86,11 @@ def run(
 def plan(table: Table, runs_dir: RunsDir = None, seeds: Seeds = None, json: Json = False) -> None:
     """List the stages with their state (done, interrupted, new) without running anything."""
     from coral_cli.pipeline.paths import checkpoint_of
-    from coral_cli.pipeline.runner import stage_state
+    from coral_cli.pipeline.runner import check_stage_sets, stage_state
     from coral_cli.pipeline.spec import read_table
 
     spec = read_table(table, runs_dir, seeds)
+    check_stage_sets(spec)
     rows = [{"stage": s.name, "train": s.kind, "state": (st := stage_state(spec, s)).state, "detail": st.detail,
              "checkpoint": str(checkpoint_of(spec, s)), "reward": s.reward or None, "row": s.row or None}
             for s in spec.stages]
@@ -109,6 +118,20 @@ def _phase_command(table_args: list[str], restart: list[str], task: Any) -> list
 
 def _notify(stage: str, message: str) -> None:
     err.print(f"[cyan]{stage}[/]: {message}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _interrupted(what: str, resume: str) -> Iterator[None]:
+    """Ctrl-C (or a SIGINT to this process alone) prints one line: what stopped, that finished
+    stages are kept, and the command that resumes; exit 130 (128 + SIGINT), as training's."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        stopped = getattr(exc, "stopped", None)  # the side-by-side tasks that were running
+        detail = f" (stopped {', '.join(stopped)})" if stopped else ""
+        err.print(f"interrupted: {what}{detail}; finished stages are kept; resume with: {resume}",
+                  highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 @contextlib.contextmanager

@@ -31,6 +31,13 @@ its own output layer. Our choices: c is every turn before x (within the context 
 authors keep one utterance), an empty c or x is read as one padding token, z is reparameterised
 with N(0, I) noise (the authors' code draws uniform noise, `torch.rand`), and the recurrent parts
 run in fp32 even under bf16 autocast.
+
+One more difference, kept on purpose: x and y share one summary layer (the ReLU layer of the shared
+utterance encoder, `self.utterance.summary`), where the authors have two, `encoder_state_fix_x` and
+`encoder_state_fix_y`, over the outputs of the one LSTM they too share. x and y are the same kind of
+input (one utterance, read by the same LSTM), so one layer serves both with fewer parameters; and the
+layer's weights are part of every saved Mirror checkpoint under `utterance.summary.*`, so splitting it
+now would make those checkpoints unloadable.
 """
 
 from __future__ import annotations

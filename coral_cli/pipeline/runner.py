@@ -80,6 +80,35 @@ def check_stage_names(spec: TableSpec, flag: str, names: tuple[str, ...]) -> Non
         raise ConfigError(f"{flag} names unknown stage(s) {', '.join(unknown)}", f"stages: {', '.join(known)}")
 
 
+def check_stage_sets(spec: TableSpec, extra_sets: tuple[str, ...] = ()) -> None:
+    """Every stage's recipe with the table's and its own `set` (and --set) is a valid config: a
+    typo in the last stage's `set` is reported, with every other one, before the first stage
+    trains rather than after it. (A seed repeat adds only runtime.seed to its stage's.)"""
+    problems: dict[str, list[str]] = {}  # message -> the stages it is about (a bad --set is every stage's)
+    for stage in spec.stages:
+        if stage.seed_of:
+            continue
+        recipe, sets = _recipe_and_sets(spec, stage)
+        try:
+            resolve(recipe, dict(parse_assignment(s) for s in (*spec.sets, *sets, *extra_sets)))
+        except ConfigError as exc:
+            problems.setdefault(exc.message, []).append(f"'{stage.name}'")
+    if problems:
+        lines = "\n".join(f"  - stage{'s' * (len(names) > 1)} {', '.join(names)}: " + message.replace("\n", "\n    ")
+                          for message, names in problems.items())
+        raise ConfigError(f"invalid settings in table recipe {spec.path}:\n{lines}",
+                          "fix the stage's `set` (or its recipe, or --set); 'coral config show' lists every key")
+
+
+def _recipe_and_sets(spec: TableSpec, stage: StageSpec) -> tuple[Path | None, tuple[str, ...]]:
+    """The recipe a stage's config starts from and its own `set`s: a `generator` row's are its
+    model stage's, with its own on top (as `TableRunner._config` builds them)."""
+    if stage.generator:
+        recipe, sets = _recipe_and_sets(spec, spec.stage(stage.generator))
+        return recipe, (*sets, *stage.sets)
+    return stage.recipe, stage.sets
+
+
 class TableRunner:
     """Runs the stages of `spec` in order; `notify` and `train_view` let a front end show progress."""
 
@@ -87,6 +116,7 @@ class TableRunner:
                  restart: tuple[str, ...] = (), extra_sets: tuple[str, ...] = (),
                  count_view: CountView | None = None) -> None:
         check_stage_names(spec, "--restart", restart)
+        check_stage_sets(spec, extra_sets)  # before anything runs
         self.spec, self.notify, self.restart, self.extra_sets = spec, notify, restart, extra_sets
         self.train_view = train_view or (lambda stage, cfg: contextlib.nullcontext([]))
         self.count_view = count_view or (lambda title, total: contextlib.nullcontext(lambda n: None))

@@ -20,6 +20,9 @@ class NucleusSampler:
         model = unwrap(request.model)  # generate on the module inside a DDP wrapper
         was_training = model.training
         model.eval()  # sample the policy itself, without dropout noise
-        out = self.env.policy.sample(model, request.prompt_ids, request.prompt_mask, self.decoding, request.k, self.env.bf16)
-        model.train(was_training)
+        try:
+            out = self.env.policy.sample(model, request.prompt_ids, request.prompt_mask, self.decoding, request.k,
+                                         self.env.bf16)
+        finally:  # a failed sample (e.g. out of memory, retried smaller) must not leave dropout off for training
+            model.train(was_training)
         return Candidates(out.ids.clone(), out.mask.clone(), out.ended.clone())  # out of inference mode
