@@ -11,6 +11,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coral_cli.atomic import atomic_write_text, remove_stale_temps, restore_interrupted
+from coral_cli.atomic import atomic_write_text, os_error_of, remove_stale_temps, restore_interrupted
 from coral_cli.config.toml_out import dump_toml
-from coral_cli.errors import CoralError
+from coral_cli.errors import ConfigError, CoralError
 
 LOCK_FILE = ".lock"
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # one folder name: no '/', '..', '.x' or '-x'
 _held: dict[Path, int] = {}  # run folders this process has locked -> the thread that holds each
 
 
@@ -68,7 +70,9 @@ class RunDir:
         The lock belongs to the open file, so the kernel drops it when the process dies: there
         are no stale locks to clear by hand. Nested use in one thread is free. On taking it, the
         folder is tidied (`tidy`), since no other writer can exist. Under torchrun only rank 0
-        locks and tidies; the other ranks never write the folder.
+        locks and tidies; the other ranks never write the folder. A folder the lock created is
+        removed again when the block refuses the run (a `CoralError`) before it logged or saved
+        anything (`_remove_if_unused`).
         """
         key, me = self.root.resolve(), threading.get_ident()
         if _held.get(key) == me or os.environ.get("RANK", "0") != "0":
@@ -77,6 +81,7 @@ class RunDir:
         if key in _held:
             raise RunInUse(f"run folder {self.root} is in use by another training in this process",
                            "wait for it to end, or train a separate run with --name NEW")
+        created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -94,9 +99,23 @@ class RunDir:
         try:
             self.tidy()
             yield self
+        except CoralError:
+            if created:
+                self._remove_if_unused()
+            raise
         finally:
             del _held[key]
             os.close(fd)
+
+    def _remove_if_unused(self) -> None:
+        """Delete a folder this lock created for a run refused before it logged or saved anything
+        (a bad --init, a missing dataset): it holds at most its lock, config.toml and an empty
+        checkpoints/, so nothing is lost and no empty run is left behind."""
+        for p in self.root.iterdir():
+            if p.name not in (LOCK_FILE, self.config_path.name, self.checkpoints.name) \
+                    or (p == self.checkpoints and any(p.iterdir())):
+                return
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def tidy(self) -> None:
         """Put back a checkpoint whose atomic swap was killed between its two renames, and delete
@@ -115,10 +134,14 @@ class RunDir:
         return bool(found)
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line (a step or an epoch) with a wall-clock timestamp."""
+        """Append one JSON line (a step or an epoch) with a wall-clock timestamp; a full disk is an
+        OSError naming metrics.jsonl (a line it cut short is skipped by `read_metrics`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with self.metrics_path.open("a", encoding="utf-8") as fh:
-            fh.write(_line(record))
+        try:
+            with self.metrics_path.open("a", encoding="utf-8") as fh:
+                fh.write(_line(record))
+        except OSError as exc:
+            raise (os_error_of(exc, self.metrics_path) or exc) from None
 
     def rewind_metrics(self, step: int) -> None:
         """Make metrics.jsonl describe the run continued from a checkpoint at `step`.
@@ -151,9 +174,28 @@ class RunDir:
         return out
 
 
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run (or a table stage) folder, or None: it must be one path
+    component of letters, digits, '.', '_' and '-', not starting with '.' or '-', so that
+    runs/<name>/ is a folder inside runs/ (never runs/ itself, a parent, an absolute path, a hidden
+    folder or something a shell reads as an option)."""
+    if RUN_NAME.fullmatch(name):
+        return None
+    return (f"{name!r} is not a usable run folder name: one name (no '/') of letters, digits, '.', '_' "
+            "and '-', starting with a letter, digit or '_'")
+
+
+def check_run_name(name: str, flag: str = "--name") -> str:
+    """`name` if it can name a run folder, else a `ConfigError` (checked before anything is written)."""
+    problem = run_name_problem(name)
+    if problem:
+        raise ConfigError(f"{flag} {problem}", f"pass a plain folder name, e.g. {flag} generator-ce-2")
+    return name
+
+
 def run_dir(runs_dir: str | Path, name: str) -> RunDir:
-    """`<runs_dir>/<name>` as a `RunDir`."""
-    return RunDir(Path(runs_dir) / name)
+    """`<runs_dir>/<name>` as a `RunDir`; `name` is checked by `check_run_name`."""
+    return RunDir(Path(runs_dir) / check_run_name(name))
 
 
 def _line(record: dict[str, Any]) -> str:

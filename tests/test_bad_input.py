@@ -168,6 +168,14 @@ def test_context_that_is_not_a_list_of_strings(cli, tmp_path, generator_ckpt, re
     clean_error(cli("retriever", "score", "-c", str(reward_ckpt), "-i", lines), "'context' must be a list of strings")
 
 
+@pytest.mark.parametrize(("line", "got"), [('"hello"', "str"), ('["hi", "there"]', "list"), ("5", "int")])
+def test_an_input_line_that_is_not_a_json_object_says_so(cli, tmp_path, generator_ckpt, reward_ckpt, line, got):
+    lines = _write(tmp_path / "c.jsonl", b'{"context": ["hi"], "response": "yo"}\n' + line.encode() + b"\n")
+    expected = f"{lines}:2: expected a JSON object, got {got}"
+    clean_error(cli("generate", "-c", str(generator_ckpt), "--input", lines), expected)
+    clean_error(cli("retriever", "score", "-c", str(reward_ckpt), "-i", lines), expected)
+
+
 @pytest.mark.parametrize("name", ["p.txt", "p.jsonl"])
 def test_empty_predictions_are_an_error(cli, tmp_path, name):
     preds = _write(tmp_path / name, b"")

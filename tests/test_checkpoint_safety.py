@@ -87,3 +87,33 @@ def test_init_records_the_checkpoint_sizes_not_the_recipe(checkpoint, tmp_path, 
     saved = read(tmp_path / "init" / "config.toml").generator  # the default recipe says 6+6 layers, d = 1024
     assert (saved.encoder_layers, saved.d_model, saved.ffn_dim, saved.max_positions) == (1, 16, 32, 64)
     assert init_architecture(tmp_path / "init" / "checkpoints" / "last")["d_model"] == 16
+
+
+# a LoRA --resume refuses a base model that changed since the adapters were saved (as generate does)
+
+def _retouch(base) -> None:
+    """The same model folder with another setting: its fingerprint changes."""
+    config = base / "config.json"
+    config.write_text(config.read_text().replace('"rms_norm_eps"', '"foo": 1, "rms_norm_eps"'))
+
+
+@pytest.mark.slow
+def test_a_lora_resume_after_the_base_changed_is_refused_before_training(tmp_path, cli):
+    from coral_cli.runs import RunDir
+    from tests.tiny_lm import save_tiny_llama
+
+    base = save_tiny_llama(tmp_path / "base")
+    args = ["coral", "train", "--pretrained", str(base), "--lora", "--loss", "ce", "--name", "lora", "--device", "cpu",
+            "--max-pairs", "8", "--max-context-tokens", "32", "--set", "data.max_response_tokens=8",
+            "--set", "generator.eval_pairs=2", "--set", "generator.lora.r=2", "--set", f"runtime.runs_dir={tmp_path / 'runs'}"]
+    for steps in ("1", "2"):  # train, then resume on the same base
+        done = cli(*args, "--max-steps", steps, *(["--resume"] if steps == "2" else []))
+        assert done.exit_code == 0, done.output
+    run = RunDir(tmp_path / "runs" / "lora")
+    saved = {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file() and p.name != ".lock"}
+    _retouch(base)
+    result = cli(*args, "--max-steps", "3", "--resume")
+    assert result.exit_code == 2, result.output
+    assert f"cannot resume {run.checkpoint('last')}: its LoRA adapters were trained on another version of {base}" \
+        in result.stderr and "fix:" in result.stderr and "Traceback" not in result.output
+    assert {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file() and p.name != ".lock"} == saved

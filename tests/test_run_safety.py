@@ -287,3 +287,95 @@ def test_a_truncated_checkpoint_on_resume_is_an_asset_error(copy, cli):
     assert result.exit_code == 2, result.output
     assert f"cannot resume from {last}" in result.stderr and "fix:" in result.stderr
     assert "Traceback" not in result.output
+
+
+# 13. a run or stage name is one plain folder inside runs/; a refused run leaves no folder
+
+BAD_NAMES = ["..", "../x", "ABS", ".", "a/b", ".hidden", "-x"]
+
+
+def _name(name: str, tmp_path) -> str:
+    return str(tmp_path / "abs") if name == "ABS" else name  # an absolute path, inside the test's folder
+
+
+@pytest.mark.parametrize("command", [["coral", "train"], ["retriever", "train"]])
+def test_a_run_name_that_is_not_one_plain_folder_is_refused_before_anything_is_written(tmp_path, cli, monkeypatch, command):
+    work = tmp_path / "work" / "inner"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)  # runs/ is work/runs: '..' would be work/, '../x' work/x
+    for name in BAD_NAMES:
+        name = _name(name, tmp_path)
+        result = cli(*command, f"--name={name}", "--max-steps", "1", "--max-pairs", "8", "--device", "cpu")
+        assert result.exit_code == 2, (name, result.output)
+        assert f"--name {name!r} is not a usable run folder name" in result.stderr and "fix:" in result.stderr
+        assert "Traceback" not in result.output
+    assert list(work.iterdir()) == [] and list(tmp_path.iterdir()) == [tmp_path / "work"]
+    assert list((tmp_path / "work").iterdir()) == [work]
+
+
+def test_table_stage_names_follow_the_same_rule(tmp_path):
+    from coral_cli.errors import ConfigError
+    from coral_cli.pipeline.spec import read_table
+    from tests.test_pipeline import TABLE, write_table
+
+    for name in [*BAD_NAMES, ""]:
+        name = _name(name, tmp_path)
+        table = write_table(tmp_path / "t", TABLE.replace('name = "ce"', f'name = "{name}"'))
+        with pytest.raises(ConfigError, match="is not a usable run folder name"):
+            read_table(table)
+    read_table(write_table(tmp_path / "ok"))  # the usual names pass
+
+
+def test_a_refused_init_leaves_no_run_folder(tmp_path, cli):
+    runs = tmp_path / "runs"
+    for init in (tmp_path / "missing", tmp_path / "not-a-checkpoint"):
+        result = cli("coral", "train", "--loss", "ce", "--init", str(init), "--name", "x", "--max-steps", "1",
+                     "--set", f"runtime.runs_dir={runs}")
+        assert result.exit_code == 2 and "not a checkpoint folder" in result.stderr, result.output
+        assert not (runs / "x").exists()
+        (tmp_path / "not-a-checkpoint").mkdir(exist_ok=True)
+    kept = RunDir(runs / "kept")
+    kept.root.mkdir(parents=True)
+    (kept.root / "notes.txt").write_text("mine")
+    result = cli("coral", "train", "--loss", "ce", "--init", str(tmp_path / "missing"), "--name", "kept",
+                 "--max-steps", "1", "--set", f"runtime.runs_dir={runs}")
+    assert result.exit_code == 2 and (kept.root / "notes.txt").read_text() == "mine"  # not the lock's folder: kept
+
+
+def test_a_lock_removes_only_a_folder_it_created_and_nothing_was_written_to(tmp_path):
+    from coral_cli.errors import DataError
+
+    run = RunDir(tmp_path / "runs" / "r")
+    with pytest.raises(DataError):
+        with run.lock():
+            run.create(resolve(None, {}), "coral coral train")
+            raise DataError("no such dataset", "fix it")
+    assert not run.root.exists() and (tmp_path / "runs").is_dir()
+    with pytest.raises(DataError):
+        with run.lock():
+            run.log({"event": "step", "step": 1})
+            raise DataError("diverged", "fix it")
+    assert run.metrics_path.exists()  # it logged: kept
+    with pytest.raises(RuntimeError):  # a bug is not a refusal: the folder stays for the traceback's reader
+        with RunDir(tmp_path / "runs" / "bug").lock():
+            raise RuntimeError("bug")
+    assert (tmp_path / "runs" / "bug").is_dir()
+
+
+# 14. the damaged optimizer names its file
+
+def test_a_damaged_optimizer_file_is_named(tmp_path):
+    import torch
+
+    from coral_cli.errors import AssetError
+    from coral_cli.training.state import OPTIM_FILE, STATE_FILE, LoopState, load_state, save_state
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    save_state(tmp_path, opt, LoopState(step=3))
+    (tmp_path / OPTIM_FILE).write_bytes((tmp_path / OPTIM_FILE).read_bytes()[:50])
+    with pytest.raises(AssetError, match=f"cannot resume from {tmp_path}: {tmp_path / OPTIM_FILE} is missing or damaged"):
+        load_state(tmp_path, opt)
+    save_state(tmp_path, opt, LoopState(step=3))
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(AssetError, match=f"{tmp_path / STATE_FILE} is missing or damaged"):
+        load_state(tmp_path, opt)

@@ -75,11 +75,19 @@ def open_input(path: str) -> Iterable[str]:
 
 
 def check_out_file(path: Optional[Path], example: str) -> None:
-    """Reject an --out that is a folder before any work is done."""
-    from coral_cli.errors import ConfigError
+    """Reject an --out that is a folder, a device, a FIFO or a socket before any work is done: the
+    atomic write would replace the node with a regular file (a symlink is fine: its target is written)."""
+    from coral_cli.atomic import special_file
+    from coral_cli.errors import ConfigError, OutputError
 
-    if path is not None and path.is_dir():
+    if path is None:
+        return
+    if path.is_dir():
         raise ConfigError(f"--out {path} is a folder", f"pass a file path, e.g. --out {path / example}")
+    kind = special_file(path)
+    if kind is not None:
+        raise OutputError(f"--out {path} is {kind}, not a regular file",
+                          f"pass the path of a regular file, e.g. --out {example} (to discard the output, leave out --out)")
 
 
 def check_finite(**options: float) -> None:

@@ -63,6 +63,7 @@ def open_run(recipe: Optional[Path], sets: Optional[list[str]], flags: dict[str,
     from coral_cli.config.drift import config_drift
     from coral_cli.generator.model import adopt_init_architecture
     from coral_cli.runs import run_dir
+    from coral_cli.generator.lm_checkpoint import check_resume_base
     from coral_cli.training.state import check_resumable
 
     cfg = load_config(recipe, sets, flags)
@@ -78,7 +79,8 @@ def open_run(recipe: Optional[Path], sets: Optional[list[str]], flags: dict[str,
             if drift:
                 raise ConfigError(f"--resume would change what {run.root} trains: {'; '.join(drift)}",
                                   "drop those flags, or start a new run with --name NEW")
-            check_resumable(run)  # now, not after the data and model are built
+            if check_resumable(run) and kind == "generator":  # now, not after the data and model are built
+                check_resume_base(run.checkpoint("last"))  # a LoRA run's base must not have changed
         elif any(run.checkpoints.glob("*")):
             raise CoralError(f"run folder {run.root} already has checkpoints",
                              "pass --resume to continue it, or --name NEW for a fresh run")

@@ -23,7 +23,9 @@ def read_context_lines(lines: Iterable[str], name: str, required: tuple[str, ...
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}:{lineno}: invalid JSON ({exc.msg})", f"each line must be {fix}") from None
-        if not isinstance(row, dict) or "context" not in row:
+        if not isinstance(row, dict):
+            raise DataError(f"{where}:{lineno}: expected a JSON object, got {type(row).__name__}", f"each line must be {fix}")
+        if "context" not in row:
             raise DataError(f"{where}:{lineno}: missing 'context'", f"each line must be {fix}")
         ctx = [row["context"]] if isinstance(row["context"], str) else row["context"]
         if not isinstance(ctx, list) or not all(isinstance(u, str) for u in ctx):

@@ -50,6 +50,33 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def check_resume_base(folder: str | Path) -> None:
+    """Refuse to resume a LoRA checkpoint whose base model changed since it was saved (as generate,
+    chat and export refuse to load it): training on would fit the adapters to another model and
+    record the new base in last/ and best/. Reads the base's fingerprint only, no weights."""
+    from coral_cli.generator.lora import read_adapter_meta
+    from coral_cli.generator.pretrained import resolve_lm
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    base = meta.get("base")
+    spec = base.get("spec") if isinstance(base, dict) else None
+    if not meta.get("adapter") or not spec:
+        return
+    saved = read_adapter_meta(folder)["base"]
+    now = json.loads(json.dumps(resolve_lm(spec).identity))
+    if "commit" not in now:  # a hub model's commit is pinned on download: compare the rest
+        saved = {k: v for k, v in saved.items() if k != "commit"}
+    if saved != now:
+        raise AssetError(f"cannot resume {folder}: its LoRA adapters were trained on another version of {spec} "
+                         f"({_show(saved)}); it is now {_show(now)}",
+                         "put back the base model the run was trained on, or start a new run with --name NEW")
+
+
+def _show(identity: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in identity.items())
+
+
 def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[str, Any],
                    trainable: bool = False) -> Policy:
     """The fine-tuned LM of `folder`: its base loaded again plus the adapter, or the whole model;

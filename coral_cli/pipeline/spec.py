@@ -53,6 +53,7 @@ from coral_cli.config.typed import build
 from coral_cli.errors import ConfigError
 from coral_cli.metrics.bleu import VARIANTS
 from coral_cli.pipeline.paper_tables import PAPER_TABLES
+from coral_cli.runs import run_name_problem
 
 KINDS = ("retriever", "generator")
 
@@ -104,8 +105,8 @@ class StageEntry:
     label: str = opt("", "the row's label in results.md (default: the name)")
 
     def problems(self) -> list[str]:
-        out = [] if self.name and "/" not in self.name and not self.name.startswith(".") else \
-            [f"name = '{self.name}' must be usable as a folder name"]
+        problem = run_name_problem(self.name)  # the stage's run folder: the same rule as --name
+        out = [f"name = {problem}"] if problem else []
         if not self.train:
             out.append(f"train is missing: choose from {', '.join(KINDS)}")
         if sum(map(bool, (self.recipe, self.checkpoint, self.generator))) != 1:

@@ -60,6 +60,7 @@ class GeneratorTask:
 
     def collate(self, spec: np.ndarray, epoch: int, index: int) -> TrainBatch:
         ctx, resp = [self.ctx[i] for i in spec], [self.resp[i] for i in spec]
+        # `index` counts batches over all ranks: each rank draws its own p+ pattern and negatives
         rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 11])
         teacher, ids, mask = self.policy.ground_truth(ctx, resp, self.device)
         texts = [self.texts[i] for i in spec] if self.texts is not None else None

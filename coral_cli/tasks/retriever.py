@@ -58,7 +58,7 @@ class RetrieverTask:
         return token_budget_batches(self.lengths, t.batch_tokens, t.max_batch_size, self.cfg.runtime.seed, epoch)
 
     def collate(self, spec: np.ndarray, epoch: int, index: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 7])
+        rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 7])  # index: global over ranks
         negs = sample_negatives(rng, len(self.pool), self.train.pool_index[spec], self.k)  # (B, k)
         ctx = [self.ctx[i] for i in spec]
         resp = [self.resp[i] for i in spec] + [self.pool[j] for col in negs.T for j in col]

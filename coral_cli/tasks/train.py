@@ -13,7 +13,7 @@ from coral_cli.atomic import atomic_write_text
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import cpu_bf16
 from coral_cli.errors import ConfigError
-from coral_cli.generator.lm_checkpoint import read_meta
+from coral_cli.generator.lm_checkpoint import check_resume_base, read_meta
 from coral_cli.generator.lora import add_lora, frozen_copy
 from coral_cli.generator.mirror_policy import mirror_policy
 from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
@@ -38,6 +38,7 @@ from coral_cli.tasks.retriever import RetrieverTask
 from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.distributed import DistInfo, broadcast, init_distributed
 from coral_cli.training.loop import LoopState, Trainer
+from coral_cli.training.state import has_state
 
 RewardFn = Callable[[list[list[str]], list[str]], Any]  # f(contexts, responses) -> scores in [0, 1]
 
@@ -108,6 +109,8 @@ def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume:
     """Train and return the final loop state; best/ and last/ land in `run.checkpoints`.
     `reward` replaces the configured retriever with a plain function f(contexts, responses).
     On a CPU, bf16 autocast only with runtime.cpu_bf16."""
+    if resume and has_state(run.checkpoint("last")):
+        check_resume_base(run.checkpoint("last"))  # a LoRA run's base must not have changed: before any loading
     with cpu_bf16(cfg.runtime.cpu_bf16):
         trainer = generator_trainer(cfg, run, listeners, reward)
         try:

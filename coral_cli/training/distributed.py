@@ -68,6 +68,21 @@ def shard(batches: list[Any], info: DistInfo) -> list[Any]:
     return batches[:usable][info.rank :: info.world]
 
 
+def global_index(local: int, info: DistInfo) -> int:
+    """The epoch-wide index of this rank's `local`-th batch under `shard`: what seeds a batch's RNG,
+    so ranks draw different samples and N ranks draw what one process would over the same batches."""
+    return local * info.world + info.rank
+
+
+def any_rank(flag: torch.Tensor, info: DistInfo) -> bool:
+    """Whether `flag` (a 0/1 tensor) is set on any rank: a MAX all-reduce, so every rank takes the
+    same branch (one raising alone would leave the others waiting in the next all-reduce)."""
+    flag = flag.detach().to(torch.int32, copy=True)
+    if info.enabled:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag)
+
+
 def broadcast(value: Any, info: DistInfo) -> Any:
     """Rank 0's `value` on every rank."""
     if not info.enabled:
@@ -80,3 +95,13 @@ def broadcast(value: Any, info: DistInfo) -> Any:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DDP wrapper (for generate, saving)."""
     return getattr(model, "module", model)
+
+
+def all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean of `t` over all ranks (a new, detached tensor), so a statistic such as a reward
+    baseline stays identical on every rank; `t` itself when torch.distributed is not initialized."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    total = t.detach().clone()
+    dist.all_reduce(total)  # SUM: gloo has no AVG
+    return total / dist.get_world_size()

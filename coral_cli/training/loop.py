@@ -25,7 +25,7 @@ from coral_cli.config.schema import TrainConfig
 from coral_cli.device import autocast_dtype
 from coral_cli.errors import AssetError, CoralError
 from coral_cli.runs import RunDir
-from coral_cli.training.distributed import DistInfo, broadcast, shard, unwrap
+from coral_cli.training.distributed import DistInfo, any_rank, broadcast, global_index, shard, unwrap
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
 from coral_cli.training.state import LoopState, check_resumable, load_state, save_state
 
@@ -41,7 +41,8 @@ class Task(Protocol):
         """The epoch's batch specs (deterministic for a given epoch)."""
 
     def collate(self, spec: Any, epoch: int, index: int) -> Any:
-        """Spec -> tensors on the device; randomness seeded by (epoch, index)."""
+        """Spec -> tensors on the device; randomness seeded by (epoch, index), `index` counting the
+        epoch's batches over all ranks (`global_index`), so ranks draw different samples."""
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         """Scalar loss and detached stats (tensors stay on the device until logged)."""
@@ -155,8 +156,7 @@ class Trainer:
     def _loop(self) -> LoopState:
         cfg, st = self.cfg, self.state
         steps_per_epoch = math.ceil(len(self._batches(0)) / cfg.grad_accum)
-        total = steps_per_epoch * cfg.max_epochs
-        total = min(total, cfg.max_steps) if cfg.max_steps else total
+        total = self._planned_steps()
         self.emit(TrainStart(total, st.step, steps_per_epoch))
         window: dict[str, list] = {}
         self._where: list[tuple[int, int]] = []  # (epoch, batch) of each entry in `window`
@@ -165,16 +165,14 @@ class Trainer:
             specs = self._batches(st.epoch)
             self.task.model.train()
             for i in range(st.batch_in_epoch, len(specs)):
-                batch = self.task.collate(specs[i], st.epoch, i)
-                with self.autocast():
-                    loss, stats = self.task.loss(batch)
-                (loss / cfg.grad_accum).backward()
+                group = accumulation_group(i, len(specs), cfg.grad_accum)
+                loss, stats = self._micro_batch(specs[i], i, group)
                 tokens += int(stats.pop("tokens", 0))
-                for k, v in {"loss": loss.detach(), **stats}.items():
+                for k, v in {"loss": loss, **stats}.items():
                     window.setdefault(k, []).append(v)
                 self._where.append((st.epoch, i))
                 st.batch_in_epoch = i + 1
-                if st.batch_in_epoch % cfg.grad_accum and st.batch_in_epoch < len(specs):
+                if st.batch_in_epoch < group.stop:
                     continue
                 self._optimizer_step(total)
                 due = st.step % cfg.log_every == 0 or (cfg.save_every and st.step % cfg.save_every == 0) \
@@ -218,28 +216,54 @@ class Trainer:
     def _batches(self, epoch: int) -> Sequence[Any]:
         return shard(list(self.task.batches(epoch)), self.dist)
 
+    def _planned_steps(self) -> int:
+        """Optimizer steps of the whole run, the LR schedule's end: each epoch's own count (token-budget
+        batches differ between epochs), up to max_steps."""
+        cfg, total = self.cfg, 0
+        for epoch in range(cfg.max_epochs):
+            total += math.ceil(len(self._batches(epoch)) / cfg.grad_accum)
+            if cfg.max_steps and total >= cfg.max_steps:
+                return cfg.max_steps
+        return total
+
+    def _micro_batch(self, spec: Any, i: int, group: range) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Forward and backward of batch `i` of accumulation `group`; returns the detached loss and stats.
+
+        The loss is divided by the group's real size (a final partial group is the mean over its own
+        batches); under DDP only the group's last batch all-reduces the accumulated gradients."""
+        skip_sync = self.dist.enabled and i != group[-1]
+        with self.task.forward_model.no_sync() if skip_sync else contextlib.nullcontext():
+            batch = self.task.collate(spec, self.state.epoch, global_index(i, self.dist))
+            with self.autocast():
+                loss, stats = self.task.loss(batch)
+            (loss / len(group)).backward()
+        return loss.detach(), stats
+
     def _log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
             self.run.log(record)
 
     def _check(self, window: dict[str, list]) -> None:
-        """Raise `TrainingDiverged` naming the first batch whose loss or reward was not finite."""
+        """Raise `TrainingDiverged` naming the first batch whose loss or reward was not finite; under
+        DDP every rank raises when any rank saw one (a rank raising alone would hang the others)."""
         losses = window.get("loss", [])
-        if not losses:
+        bad = torch.zeros(0, dtype=torch.bool, device=self.device)
+        if losses:
+            bad = ~torch.isfinite(torch.stack([v.float() for v in losses])).to(self.device)
+            if "nonfinite_reward" in window:
+                bad |= torch.stack([torch.as_tensor(v) for v in window["nonfinite_reward"]]).to(self.device) > 0
+        if not any_rank(bad.any(), self.dist):
             return
-        bad = ~torch.isfinite(torch.stack([v.float() for v in losses]))
-        if "nonfinite_reward" in window:
-            bad |= torch.stack([torch.as_tensor(v) for v in window["nonfinite_reward"]]).to(bad.device) > 0
-        if bool(bad.any()):
-            first = int(bad.nonzero()[0, 0])
-            epoch, batch = self._where[first]
-            reward = "nonfinite_reward" in window and float(window["nonfinite_reward"][first]) > 0
-            what = "the reward model returned NaN or inf" if reward else "the loss is NaN or inf"
-            raise TrainingDiverged(
-                f"{what} in batch {batch} of epoch {epoch} (around step {self.state.step})",
-                "check the reward checkpoint and the learning rate; the last checkpoint is intact "
-                "(restart with --resume)",
-            )
+        hint = ("check the reward checkpoint and the learning rate; the last checkpoint is intact "
+                "(restart with --resume)")
+        if not bool(bad.any()):
+            raise TrainingDiverged(f"the loss or reward is NaN or inf on another rank around step {self.state.step} "
+                                   "(that rank's error names the batch)", hint)
+        first = int(bad.nonzero()[0, 0])
+        epoch, batch = self._where[first]
+        reward = "nonfinite_reward" in window and float(window["nonfinite_reward"][first]) > 0
+        what = "the reward model returned NaN or inf" if reward else "the loss is NaN or inf"
+        raise TrainingDiverged(f"{what} in batch {batch} of epoch {epoch} (around step {self.state.step})", hint)
 
     def _optimizer_step(self, total: int) -> None:
         cfg, st = self.cfg, self.state
@@ -291,6 +315,13 @@ class Trainer:
             extra = self.task.extra_state() if hasattr(self.task, "extra_state") else None
             save_state(tmp, self.optimizer, self.state, extra)
         self.emit(Saved(self.state.step, path))
+
+
+def accumulation_group(i: int, n: int, grad_accum: int) -> range:
+    """The batches (of an epoch's `n`) that share batch `i`'s optimizer step: runs of `grad_accum`,
+    the epoch's last run possibly shorter."""
+    start = i - i % grad_accum
+    return range(start, min(start + grad_accum, n))
 
 
 def _mean(values: list) -> float:

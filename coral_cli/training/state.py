@@ -8,6 +8,7 @@ A `last/` checkpoint holds the model (in the task's own format), `optimizer.safe
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from coral_cli.atomic import os_error_of
 from coral_cli.errors import AssetError, CoralError
 
 STATE_FILE = "trainer_state.json"
@@ -49,35 +51,59 @@ def save_state(folder: Path, optimizer: torch.optim.Optimizer, loop: LoopState,
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_file(tensors, str(folder / OPTIM_FILE))
+    _write(folder / OPTIM_FILE, lambda path: save_file(tensors, str(path)))
     meta = {"loop": asdict(loop), "param_groups": opt_state["param_groups"], "scalars": scalars}
-    (folder / STATE_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _write(folder / STATE_FILE, lambda path: path.write_text(json.dumps(meta, indent=1), encoding="utf-8"))
+
+
+def _write(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(path)`; a full disk is an `OSError` naming `path`, even from safetensors' own error type
+    (`atomic_directory` renames it to the checkpoint's final folder and the CLI exits 2)."""
+    try:
+        write(path)
+    except Exception as exc:
+        err = os_error_of(exc, path)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def load_state(folder: Path, optimizer: torch.optim.Optimizer) -> tuple[LoopState, dict[str, torch.Tensor]]:
     """Restore what `save_state` wrote -> (loop state, the task's extra tensors); a damaged or
     foreign folder is an `AssetError`."""
-    try:
-        meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / OPTIM_FILE))
-    except Exception as exc:  # missing files, bad JSON, damaged safetensors
-        raise AssetError(f"cannot resume from {folder}: {exc}",
-                         "the checkpoint is damaged; start the run again under another --name") from None
+    meta = _read(folder / STATE_FILE, lambda path: json.loads(path.read_text(encoding="utf-8")))
+    tensors = _read(folder / OPTIM_FILE, lambda path: load_file(str(path)))
     state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("state."):
-            _, pid, name = key.split(".", 2)
+    try:
+        for key, value in tensors.items():
+            if key.startswith("state."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for key, value in meta["scalars"].items():
+            pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = value
-    for key, value in meta["scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    torch.set_rng_state(tensors["rng.cpu"])
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        torch.set_rng_state(tensors["rng.cpu"])
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:  # foreign or mismatched contents
+        raise _damaged(folder, f"{folder / OPTIM_FILE} + {STATE_FILE} do not fit this optimizer", exc) from None
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
     return LoopState(**meta["loop"]), extra
+
+
+def _read(path: Path, read: Callable[[Path], Any]) -> Any:
+    try:
+        return read(path)
+    except Exception as exc:  # missing file, bad JSON, damaged safetensors
+        raise _damaged(path.parent, f"{path} is missing or damaged", exc) from None
+
+
+def _damaged(folder: Path, what: str, exc: Exception) -> AssetError:
+    why = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return AssetError(f"cannot resume from {folder}: {what} ({why})",
+                      "the checkpoint is damaged; start the run again under another --name")
 
 
 def has_state(folder: Path) -> bool:
