@@ -435,11 +435,36 @@ def test_seeded_rows_show_mean_and_sd_and_differences_from_the_compared_row(fini
     assert row["seeds"] == 2 and row["ours"]["Dist-1"] == pytest.approx((reports[0]["Dist-1"] + reports[1]["Dist-1"]) / 2)
     assert row["sd"]["Dist-1"] == pytest.approx(abs(reports[0]["Dist-1"] - reports[1]["Dist-1"]) / 2 ** 0.5)
     assert set(row["vs"]) >= {"avg_len", "BLEU", "METEOR", "Dist-1", "Dist-2", "MAUDE-BERT", "R3"} - {"R3"}
-    t = row["vs"]["Dist-1"]
-    assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= 1
+    t = row["vs"]["avg_len"]
+    assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 < t["p"] <= 1 and t["seeds"] == [2, 2]
+    assert row["vs"]["Dist-1"]["ci"] is None and row["vs"]["Dist-1"]["p_from"] == "randomisation"
     assert next(r for r in results["rows"] if r["name"] == "ce")["vs"] is None  # the compared row itself
     md = (spec.runs_dir / "results.md").read_text()
     assert " ± " in md and "differs from CE at p < 0.05" in md and "(seed 1)" in md
     cases = results["case_study"]
     assert len(cases) == 3 and all(set(c["replies"]) == {"CE", "CORAL-BERT (mix)"} for c in cases)
     assert "Case study: 3 test contexts" in md and cases[0]["reference"] in md
+
+
+def test_every_stages_set_is_checked_before_the_first_stage_trains(tmp_path, cli):
+    """A typo in the last stage's `set` used to surface only when that stage started, after the
+    earlier ones had trained; now the table is refused up front, naming the stage and the key."""
+    table = TABLE.replace('label = "CORAL-BERT (mix)"', 'label = "CORAL-BERT (mix)"\nset = ["train.max_stepz=3"]') \
+                 .replace("set = [\"objective.loss='ce'\"]", "set = [\"objective.loss='ce'\", \"train.lr='fast'\"]")
+    path = write_table(tmp_path / "t", table)
+    spec = read_table(path)  # the table itself parses
+    with pytest.raises(ConfigError) as err:
+        TableRunner(spec, lambda stage, msg: None)
+    assert "stage 'coral-mix':" in err.value.message and "unknown key 'train.max_stepz'" in err.value.message
+    assert "did you mean 'max_steps'" in err.value.message
+    assert "stage 'ce':" in err.value.message and "train.lr" in err.value.message  # every problem at once
+    assert "stage 'reward'" not in err.value.message
+    for command in ("run", "plan"):
+        result = cli("recipe", command, str(path))
+        assert result.exit_code == 2 and "unknown key 'train.max_stepz'" in result.stderr, result.output
+    assert not (tmp_path / "t" / "runs").exists()  # nothing trained, nothing written
+    with pytest.raises(ConfigError) as err:  # a bad --set: one line per recipe, not one per stage
+        TableRunner(read_table(write_table(tmp_path / "u")), lambda stage, msg: None, extra_sets=("runtime.sed=3",))
+    assert err.value.message.count("unknown key 'runtime.sed'") == 2
+    assert "stages 'reward', 'evaluator': invalid config in" in err.value.message
+    assert "stages 'ce', 'coral-mix': invalid config in" in err.value.message

@@ -68,8 +68,9 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(["", "paper", *[_cell(row["paper"].get(c), c) for c in cols]]) + " |")
     if results.get("compare_to"):
         c = results["compare_to"]
-        lines += ["", f"† differs from {c['row']} at p < {c['alpha']} (paired bootstrap over the test contexts, "
-                      f"{c['resamples']} resamples, seeds pooled; results.json has each interval and p-value)."]
+        lines += ["", f"† differs from {c['row']} at p < {c['alpha']} (paired bootstrap over seeds and test contexts; "
+                      f"BLEU and Dist-n by approximate randomisation; {c['resamples']} resamples; results.json has "
+                      "each p-value and interval)."]
     if results.get("seeds", 1) > 1:
         lines += ["", "Rows trained with several seeds show the mean ± the standard deviation over seeds."]
     trained = [(r["label"] + (f" (seed {k})" if "seed_training" in r else ""), t) for r in results["rows"]

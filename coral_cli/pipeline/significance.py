@@ -1,6 +1,7 @@
-"""Which rows of a results table really differ from the reference row (`[table] compare_to`): a
-paired bootstrap over the test contexts (`metrics.bootstrap`), each row's training seeds pooled,
-so the interval reflects which contexts were drawn; the spread over seeds is the table's ± sd."""
+"""Which rows of a results table really differ from the reference row (`[table] compare_to`): the
+paired tests of `metrics.bootstrap` on each row's training seeds pooled, with the seeds resampled
+as well as the test contexts, so an interval reflects which seeds were trained and which contexts
+were drawn (BLEU and Dist-n: p by approximate randomisation over runs and contexts)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def pooled_items(spec: TableSpec, stage: StageSpec) -> dict[str, Any] | None:
 
 
 def tests_against(spec: TableSpec, stage: StageSpec, base: dict[str, Any] | None) -> dict[str, Any] | None:
-    """{metric: {diff, ci, p, significant}} of `stage` minus the compare_to row, or None."""
+    """{metric: {diff, ci, p, p_from, significant, seeds}} of `stage` minus the compare_to row, or None."""
     if base is None or stage.name == spec.compare_to:
         return None
     items = pooled_items(spec, stage)
