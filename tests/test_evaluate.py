@@ -131,3 +131,60 @@ def test_text_files_ground_truth_row_maude_and_compare(cli, tmp_path):
     assert "(+" in line and md.stdout.startswith("| metric | model | truth |")
     assert cli("evaluate", "compare", str(tmp_path / "model.json")).exit_code == 0
     assert cli("evaluate", "compare", str(preds)).exit_code == 2
+
+
+def test_self_bleu_on_one_sample_per_context_is_an_error_not_silence(cli, tmp_path):
+    path = write_predictions(tmp_path)  # one reply per context
+    asked = cli("evaluate", "-p", str(path), "--metrics", "avg_len,self-bleu", "--json")
+    assert asked.exit_code == 2 and "self-BLEU needs several samples per context" in asked.stderr
+    assert "fix:" in asked.stderr and "Traceback" not in asked.output
+    default = cli("evaluate", "-p", str(path), "--json")  # by default: only what the inputs allow
+    assert default.exit_code == 0 and "self-BLEU" not in json.loads(default.stdout)["metrics"]
+    several = write_predictions(tmp_path, name="n.jsonl", samples=[[p, p + " ok"] for p in PREDS])
+    assert "self-BLEU" in json.loads(cli("evaluate", "-p", str(several), "--json").stdout)["metrics"]
+
+
+def test_compare_warns_when_reports_score_different_contexts(cli, tmp_path):
+    def report(name, refs, preds=PREDS):
+        out = tmp_path / f"{name}.json"
+        path = write_predictions(tmp_path, preds, refs, name=f"{name}.jsonl")
+        assert cli("evaluate", "-p", str(path), "--metrics", "avg_len,bleu", "--out", str(out), "--json").exit_code == 0
+        return str(out)
+
+    a, same = report("a", REFS), report("same", REFS, ["i am fine .", "five .", "let us go ."])
+    other = report("other", ["No idea .", "Ten .", "Maybe later ."])
+    assert json.loads(open(a).read())["source"]["test_set_sha1"] == json.loads(open(same).read())["source"]["test_set_sha1"]
+    quiet = cli("evaluate", "compare", a, same)
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+    loud = cli("evaluate", "compare", a, other, same, "--markdown")
+    assert loud.exit_code == 0 and loud.stderr.count("warning:") == 1
+    assert "other.json and" in loud.stderr and "score different test contexts" in loud.stderr
+    small = json.loads(open(a).read())
+    small["counts"]["predictions"] = 2
+    (tmp_path / "small.json").write_text(json.dumps(small))
+    assert "3 vs 2 predictions" in cli("evaluate", "compare", a, str(tmp_path / "small.json")).stderr
+
+
+def test_report_correlates_reply_length_with_each_learned_score(cli, tmp_path):
+    """report["length"]: r(length, score) over the contexts for R3 and each MAUDE evaluator, by hand
+    from the per-context scores of the .items.json; the ratio to the references' mean length."""
+    preds = ["yes .", "it is five o'clock now , i think , or later .", "no , i am tired of walking today ."]
+    path = write_predictions(tmp_path, preds)
+    ckpt = tmp_path / "esim"
+    save_reward(build_reward(tiny_config("esim").retriever, "bundled").eval(), ckpt)
+    out = tmp_path / "report.json"
+    result = cli("evaluate", "-p", str(path), "--evaluator", f"esim={ckpt}", "--reward-checkpoint", str(ckpt),
+                 "--metrics", "avg_len,maude,r3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    length = json.loads(out.read_text())["length"]
+    items = json.loads((tmp_path / "report.items.json").read_text())
+    lengths = [len(p.split()) for p in preds]
+    for name in ("MAUDE-esim", "R3"):
+        scores = items[name]
+        mx, my = sum(lengths) / 3, sum(scores) / 3
+        cov = sum((x - mx) * (y - my) for x, y in zip(lengths, scores))
+        var = sum((x - mx) ** 2 for x in lengths) * sum((y - my) ** 2 for y in scores)
+        assert length["corr"][name] == pytest.approx(cov / var ** 0.5)
+    assert length["mean_words"] == pytest.approx(23 / 3) and length["reference_mean_words"] == pytest.approx(17 / 3)
+    assert length["ratio"] == pytest.approx(23 / 17)  # 2 + 12 + 9 words vs 6 + 5 + 6
+    assert "r(length, score): MAUDE-esim" in " ".join(result.stdout.split())

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from coral_cli.commands.console import err, out, print_json
 from coral_cli.commands.options import Device, Json, check_finite, check_out_file
-from coral_cli.errors import CoralError
+from coral_cli.errors import ConfigError, CoralError
 
 app = typer.Typer(help="Evaluate generated responses: Avg. Len, BLEU, METEOR, Dist-n, MAUDE, R3.",
                   invoke_without_command=True)
@@ -77,10 +77,19 @@ def evaluate(
     for warning in report["warnings"]:
         err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if out_file:
+        from coral_cli.errors import output_error
         from coral_cli.textio import write_text
 
-        write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        write_items(items_path(out_file), items)  # per-context scores: `coral evaluate compare --bootstrap`
+        scores = items_path(out_file)  # per-context scores: `coral evaluate compare --bootstrap`
+        try:  # first, and dropped if the report fails: a report never sits beside another report's scores
+            write_items(scores, items)
+        except OSError as exc:
+            raise output_error(exc, scores) from None
+        try:
+            write_text(out_file, jsonlib.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        except CoralError:
+            scores.unlink(missing_ok=True)
+            raise
     if json:
         print_json(report)
     else:
@@ -101,29 +110,47 @@ def compare(
                                                 "and p-value for each difference (0 = off; needs the reports' "
                                                 ".items.json, written by 'coral evaluate --out').", min=0)] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    length_matched: Annotated[bool, typer.Option("--length-matched", help="Also each per-item score's difference "
+                                                 "within buckets of reply length, and adjusted for length by OLS "
+                                                 "(needs the reports' .items.json; intervals with --bootstrap N).")] = False,
     json: Json = False,
 ) -> None:
     """Side-by-side metrics of several reports, with deltas against the first (and with
-    --bootstrap N, paired-bootstrap intervals and p-values: * marks p < 0.05)."""
+    --bootstrap N, paired-bootstrap intervals and p-values: * marks p < 0.05; with
+    --length-matched, the differences with reply length held apart)."""
+    from coral_cli.metrics.bootstrap import MIN_RESAMPLES
     from coral_cli.metrics.report import higher_is_better
 
+    if 0 < bootstrap < MIN_RESAMPLES:
+        raise ConfigError(f"--bootstrap {bootstrap} is too few resamples for a 95 % interval or a p-value",
+                          f"pass --bootstrap 1000 (at least {MIN_RESAMPLES}), or 0 to compare without them")
     loaded = [_load_report(p) for p in reports]
+    _warn_different_test_sets(reports, loaded)
     tests: list[dict[str, Any]] = [{} for _ in reports]
-    if bootstrap:
-        from coral_cli.metrics.bootstrap import paired_bootstrap, read_items
+    items: list[dict[str, Any]] = []
+    if bootstrap or length_matched:
+        from coral_cli.metrics.bootstrap import read_items
 
         items = [read_items(p) for p in reports]
+    if bootstrap:
+        from coral_cli.metrics.bootstrap import paired_bootstrap
+
         with err.status(f"bootstrap: {bootstrap} paired resamples"):
             tests = [{}] + [paired_bootstrap(items[0], b, bootstrap, seed) for b in items[1:]]
     names = list(dict.fromkeys(k for r in loaded for k in r["metrics"]))
     stems = [p.stem for p in reports]  # runs/<row>/test-eval.json: name each by its folder when stems repeat
     header = ["metric"] + (stems if len(set(stems)) == len(stems) else [f"{p.parent.name}/{p.stem}" for p in reports])
+    lengths = _length_matched(items, names, bootstrap, seed) if length_matched else None
     if json:
         print_json({"reports": [str(p) for p in reports], "columns": header[1:],
                     "metrics": {n: [r["metrics"].get(n) for r in loaded] for n in names},
                     "bootstrap": {"resamples": bootstrap, "seed": seed, "alpha": 0.05,
                                   "vs_first": [{"report": str(p), **({"tests": t} if t else {})}
-                                               for p, t in zip(reports[1:], tests[1:])]} if bootstrap else None})
+                                               for p, t in zip(reports[1:], tests[1:])]} if bootstrap else None,
+                    "length": [r.get("length") for r in loaded],
+                    **({"length_matched": {**lengths, "vs_first": [{"report": str(p), **m} for p, m in
+                                                                   zip(reports[1:], lengths["vs_first"])]}}
+                       if lengths else {})})
         return
     rows = []
     for name in names:
@@ -136,10 +163,14 @@ def compare(
                 cell += f" ({v - base:+.4f})"
                 t = tests[i].get(name)
                 if t:
-                    p = f"p<{1 / bootstrap:.3g}" if t["p"] == 0 else f"p={t['p']:.3f}"
-                    cell += f" [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}] {p}" + ("*" if t["significant"] else "")
+                    ci = f" [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" if t["ci"] else ""
+                    ar = " (AR)" if t["p_from"] == "randomisation" else ""
+                    cell += f"{ci} p={t['p']:.3f}{ar}" + ("*" if t["significant"] else "")
             cells.append(cell)
         rows.append(cells)
+    from coral_cli.commands.evaluate_length import length_rows, render_length_matched
+
+    rows += length_rows(loaded)  # no arrow, no delta: a diagnostic, not a score
     if markdown:
         typer.echo("| " + " | ".join(header) + " |")
         typer.echo("|" + "---|" * len(header))
@@ -147,18 +178,57 @@ def compare(
             typer.echo("| " + " | ".join(row) + " |")
         if bootstrap:
             typer.echo(f"\n(difference vs the first) [95 % paired-bootstrap interval, {bootstrap} resamples over "
-                       "the test contexts] p-value; * p < 0.05")
+                       f"the test contexts (and seeds)] p-value; * p < 0.05. {_AR_NOTE.format(bootstrap)}")
+        if lengths:
+            render_length_matched(header[1:], lengths["vs_first"], lengths["corpus_level"], bootstrap, True)
         return
     from rich.table import Table
 
     title = "coral evaluate compare (deltas vs the first" + (f"; [95 % interval] p, {bootstrap} paired resamples, "
-                                                           "* p < 0.05)" if bootstrap else ")")
+                                                           f"* p < 0.05; {_AR_NOTE.format(bootstrap)})" if bootstrap else ")")
     table = Table(title=title, title_justify="left")
     for h in header:
         table.add_column(h, justify="left" if h == "metric" else "right")
     for row in rows:
-        table.add_row(row[0] + (" ↑" if higher_is_better(row[0]) else " ↓"), *row[1:])
+        arrow = "" if row[0] not in names else " ↑" if higher_is_better(row[0]) else " ↓"
+        table.add_row(row[0] + arrow, *row[1:])
     out.print(table)
+    if lengths:
+        render_length_matched(header[1:], lengths["vs_first"], lengths["corpus_level"], bootstrap, False)
+
+
+def _length_matched(items: list[dict[str, Any]], names: list[str], resamples: int, seed: int) -> dict[str, Any]:
+    """`metrics.length_control.length_matched` of every report against the first."""
+    from coral_cli.metrics.length_control import length_matched, not_length_matched, per_item_metrics
+
+    with err.status("length-matched differences" + (f": {resamples} paired resamples" if resamples else "")):
+        vs_first = [length_matched(items[0], b, resamples, seed) for b in items[1:]]
+    return {"resamples": resamples, "seed": seed, "alpha": 0.05,
+            "buckets": "deciles of both rows' pooled reply lengths (words), fixed in the resamples",
+            "corpus_level": not_length_matched(names, per_item_metrics(items[0])), "vs_first": vs_first}
+
+
+_AR_NOTE = ("(AR): p-value by paired approximate randomisation ({} rounds), for the corpus metrics BLEU and "
+            "Dist-n; Dist-n has no interval (no resampling scheme with verified coverage)")
+
+
+def _warn_different_test_sets(paths: list[Path], loaded: list[dict[str, Any]]) -> None:
+    """Deltas between reports of different test contexts mix model and test set: say so, once per
+    report (by the prediction count, and the contexts' and references' sha1 where reports carry it)."""
+    n0, h0 = _test_set(loaded[0])
+    for path, report in zip(paths[1:], loaded[1:]):
+        n, h = _test_set(report)
+        why = (f"{n0} vs {n} predictions" if None not in (n0, n) and n != n0
+               else "different contexts or references" if None not in (h0, h) and h != h0 else None)
+        if why:
+            err.print(f"[yellow]warning:[/] {escape(str(path))} and {escape(str(paths[0]))} score different test "
+                      f"contexts ({why}): their deltas mix model and test set", soft_wrap=True)
+
+
+def _test_set(report: dict[str, Any]) -> tuple[Any, Any]:
+    counts, source = report.get("counts"), report.get("source")
+    return (counts.get("predictions") if isinstance(counts, dict) else None,
+            source.get("test_set_sha1") if isinstance(source, dict) else None)
 
 
 def _render(report: dict[str, Any]) -> None:
@@ -173,6 +243,11 @@ def _render(report: dict[str, Any]) -> None:
     out.print(table)
     c = report["counts"]
     out.print(f"{c['predictions']} predictions, {c['with_reference']} with references, {c['with_context']} with contexts")
+    from coral_cli.commands.evaluate_length import length_line
+
+    line = length_line(report)  # reply length vs the references' and r(length, each learned score)
+    if line:
+        out.print(escape(line), soft_wrap=True)
     if "bleu" in report["settings"]:
         b = report["settings"]["bleu"]
         out.print(f"BLEU: {b['variant']} {b.get('signature', '')}".rstrip())

@@ -5,6 +5,8 @@ package versions, so a number in CI can be traced and repeated."""
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from importlib import metadata
 from typing import Any
 
@@ -13,6 +15,7 @@ from coral_cli.errors import CoralError
 from coral_cli.metrics import maude
 from coral_cli.metrics.bleu import bleu_item_stats, bleu_scores, self_bleu
 from coral_cli.metrics.collapse import check_collapse
+from coral_cli.metrics.length_control import learned_scores, length_summary, length_warnings
 from coral_cli.metrics.lexical import average_length, distinct_n, words
 from coral_cli.metrics.meteor import meteor_items
 from coral_cli.metrics.predictions import PredictionSet
@@ -26,8 +29,23 @@ def higher_is_better(name: str) -> bool:
 
 
 def default_families(ps: PredictionSet) -> tuple[str, ...]:
-    """Every family the inputs allow: reference metrics only with references."""
-    return tuple(m for m in METRIC_FAMILIES if ps.references is not None or m not in ("bleu", "meteor"))
+    """Every family the inputs allow: reference metrics only with references, self-BLEU only with
+    several samples for some context."""
+    return tuple(m for m in METRIC_FAMILIES if (ps.references is not None or m not in ("bleu", "meteor"))
+                 and (m != "self-bleu" or _several_samples(ps)))
+
+
+def _several_samples(ps: PredictionSet) -> bool:
+    return any(len(s) > 1 for s in ps.samples)
+
+
+def scored_set_sha1(ps: PredictionSet) -> str | None:
+    """sha1 of the contexts and references scored (None without either): `evaluate compare` warns
+    when two reports' fingerprints differ, since their differences would mix model and test set."""
+    if ps.contexts is None and ps.references is None:
+        return None
+    data = json.dumps([ps.contexts, ps.references], ensure_ascii=False)
+    return hashlib.sha1(data.encode("utf-8")).hexdigest()
 
 
 def metric_names(families: tuple[str, ...], evaluators: dict[str, str], reward_checkpoint: str | None) -> list[str]:
@@ -47,13 +65,14 @@ def check_gate_names(gates: dict[str, float], known: list[str]) -> None:
             raise CoralError(f"gate on unknown metric '{name}'", f"{hint}metrics in this report: {', '.join(known)}")
 
 
-REPORT_KEYS = ("metrics", "counts", "settings", "source", "collapse", "warnings", "gates", "versions")
+REPORT_KEYS = ("metrics", "counts", "settings", "source", "collapse", "length", "warnings", "gates", "versions")
 
 
 def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, evaluators: dict[str, str],
              reward_checkpoint: str | None, margin: float, device: Any) -> dict[str, Any]:
     """Compute the requested metric families; those that need what is missing are an error.
-    The collapse alarms (`metrics.collapse`) always run: they are cheap and catch what BLEU hides.
+    The collapse alarms (`metrics.collapse`) and the length check (`metrics.length_control`) always
+    run: they are cheap and catch what BLEU and learned evaluators hide.
     The report's "items" holds the per-context numbers a paired bootstrap resamples
     (`metrics.bootstrap`); callers write it to its side file and keep it out of the summary."""
     out: dict[str, Any] = {}
@@ -65,6 +84,10 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
     if refs_needed and ps.references is None:
         raise CoralError(f"{', '.join(sorted(refs_needed))} need references",
                          "pass --references FILE, predictions with a 'reference', or --metrics without them")
+    if "self-bleu" in metrics and not _several_samples(ps):
+        source = ps.source.get("predictions", "the predictions")
+        raise CoralError(f"self-BLEU needs several samples per context, but {source} has one reply per context",
+                         "generate with 'coral generate -n 5' (JSONL \"responses\"), or leave self-bleu out of --metrics")
     if "avg_len" in metrics:
         out["avg_len"] = average_length(ps.predictions)
         items["avg_len"] = [len(words(p)) for p in ps.predictions]
@@ -77,7 +100,7 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
     if "meteor" in metrics:
         items["METEOR"], settings["meteor"] = meteor_items(ps.predictions, ps.references)
         out["METEOR"] = sum(items["METEOR"]) / max(1, len(ps))
-    if "self-bleu" in metrics and any(len(s) > 1 for s in ps.samples):
+    if "self-bleu" in metrics:
         out["self-BLEU"] = self_bleu(ps.samples)
     scored = {k for k in ("maude", "r3") if k in metrics and (evaluators if k == "maude" else reward_checkpoint)}
     if scored and ps.contexts is None:
@@ -98,14 +121,17 @@ def evaluate(ps: PredictionSet, metrics: tuple[str, ...], bleu_variant: str, eva
         items["R3"] = [f - margin for f in maude.item_rewards(reward_checkpoint, ps.contexts, ps.predictions, device)]
         out["R3"] = sum(items["R3"]) / max(1, len(ps))
         settings["reward"] = {**maude.describe(reward_checkpoint), "margin": margin}
+    length = length_summary(ps.predictions, ps.references, {k: items[k] for k in learned_scores(items)})
+    warnings += length_warnings(length)
     return {
         "metrics": out,
         "counts": {"predictions": len(ps), "with_reference": len(ps) if ps.references else 0,
                    "with_context": len(ps) if ps.contexts else 0,
                    "samples_per_context": max((len(s) for s in ps.samples), default=1)},
         "settings": settings,
-        "source": ps.source,
+        "source": {**ps.source, "test_set_sha1": scored_set_sha1(ps)},
         "collapse": collapse,
+        "length": length,  # reply length vs the references', r(length, each learned score): `length_control`
         "warnings": warnings,
         "gates": [],
         "versions": versions(),
