@@ -35,6 +35,9 @@ Next:
   source .venv/bin/activate
   coral chat -c $runs/smollm2-coral/checkpoints/best --reward-checkpoint $runs/reward-dmi/checkpoints/best
   coral runs show $runs/smollm2-coral                         # the CORAL run's curves
+  # read the two rows blind yourself: which reply would you rather get? (docs/human-evaluation.md)
+  coral annotate new $runs/study -p $runs/smollm2-coral/test-predictions.jsonl -p $runs/smollm2-zs/test-predictions.jsonl --mode pairwise -n 30
+  coral annotate run $runs/study --annotator \$USER && coral annotate report $runs/study
   coral recipe run recipes/dailydialog/pretrained/table.toml  # SmolLM2 zero-shot vs reranked vs CE vs CORAL, 500 contexts (~1 h 30 min CPU)
   coral recipe run recipes/dailydialog/cpu/table.toml         # the paper's CE vs CORAL comparison at CPU scale
   coral recipe run recipes/dailydialog/table1.toml            # the paper's Table 1 at full size (a GPU)
