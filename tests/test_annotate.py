@@ -179,7 +179,11 @@ def test_pairwise_report_by_hand(cli, files, tmp_path):
     pair = r["pairwise"][0]
     assert (pair["a"], pair["b"], pair["wins"], pair["ties"], pair["losses"]) == ("coral_run", "mle_run", 5, 2, 1)
     assert pair["win_rate"] == pytest.approx((5 + 0.5 * 2) / 8)
-    assert pair["sign_test_p"] == pytest.approx(2 * (1 + 6) / 2 ** 6)  # 5 of 6 non-tied: 2 P(X <= 1)
+    # the sign test counts contexts (two annotators of one context are not two trials): per-context
+    # means 1, 1/2, 1, 1/2 -> 2 won, 0 lost, 2 tied: p = 2 P(X <= 0 | n = 2) = 1/2
+    assert (pair["contexts_won"], pair["contexts_lost"]) == (2, 0)
+    assert pair["sign_test_p"] == pytest.approx(0.5)
+    assert sign_test(5, 1) == pytest.approx(2 * (1 + 6) / 2 ** 6)  # 5 of 6: 2 P(X <= 1)
     assert pair["lc_win_rate"] == pytest.approx(0.75, abs=1e-6)  # equal lengths: nothing to control
     assert pair["win_rate_ci"][0] <= 0.75 <= pair["win_rate_ci"][1]
     # units (1,1) (1,2) (1,1) (t,t): o11 = 4, o12 = o21 = 1, ott = 2; n = (5, 1, 2); D_o = 2/8, D_e = 34/56

@@ -154,9 +154,14 @@ def _pairwise(study: Study, rows: list[dict[str, Any]], items: dict, ctx: dict, 
                          for r in mine], dtype=float)
         wins, ties = int((target == 1).sum()), int((target == 0.5).sum())
         losses = len(mine) - wins - ties
+        # the sign test counts contexts, not judgments: two annotators of one context are not two trials
+        per_ctx_sum = np.bincount(where, weights=target, minlength=len(ctx))
+        per_ctx_n = np.bincount(where, minlength=len(ctx))
+        means = per_ctx_sum[per_ctx_n > 0] / per_ctx_n[per_ctx_n > 0]
         entry: dict[str, Any] = {"a": names[first], "b": names[second], "judgments": len(mine), "wins": wins,
                                  "ties": ties, "losses": losses, "win_rate": float(target.mean()) if len(mine) else None,
-                                 "sign_test_p": sign_test(wins, losses),
+                                 "contexts_won": int((means > 0.5).sum()), "contexts_lost": int((means < 0.5).sum()),
+                                 "sign_test_p": sign_test(int((means > 0.5).sum()), int((means < 0.5).sum())),
                                  "lc_win_rate": lc_win_rate(diff, target) if len(mine) else None}
         if draws is not None and len(mine):
             sums = np.bincount(where, weights=target, minlength=len(ctx))

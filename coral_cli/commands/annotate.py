@@ -174,14 +174,15 @@ def _render(r: dict) -> None:
     else:
         table = Table(title="A vs B: win rate (ties = 1/2) [95 % bootstrap interval over contexts]",
                       title_justify="left")
-        for h in ("A", "B", "win/tie/loss", "win rate", "sign test p", "LC win rate"):
+        for h in ("A", "B", "win/tie/loss", "win rate", "contexts won/lost", "sign test p", "LC win rate"):
             table.add_column(h, justify="left" if h in ("A", "B") else "right")
         for p in r["pairwise"]:
             if p["judgments"] == 0:
-                table.add_row(escape(p["a"]), escape(p["b"]), "0/0/0", "-", "-", "-")
+                table.add_row(escape(p["a"]), escape(p["b"]), "0/0/0", "-", "-", "-", "-")
                 continue
             table.add_row(escape(p["a"]), escape(p["b"]), f"{p['wins']}/{p['ties']}/{p['losses']}",
-                          f"{p['win_rate']:.3f}{_ci(p.get('win_rate_ci'))}", f"{p['sign_test_p']:.4f}",
+                          f"{p['win_rate']:.3f}{_ci(p.get('win_rate_ci'))}",
+                          f"{p['contexts_won']}/{p['contexts_lost']}", f"{p['sign_test_p']:.4f}",
                           f"{p['lc_win_rate']:.3f}{_ci(p.get('lc_win_rate_ci'))}")
         out.print(table)
     for key, a in r["alpha"].items():
