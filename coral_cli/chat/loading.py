@@ -13,16 +13,10 @@ from coral_cli.textio import read_text
 
 def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
     """Fail fast (exit 2) on a missing or foreign folder without loading any weights."""
-    from coral_cli.generator.model import check_weights, read_generator_config
+    from coral_cli.generator.loading import check_policy_folder
     from coral_cli.rewards.checkpoint import read_reward_meta
 
-    from coral_cli.generator.lm_checkpoint import read_meta
-    from coral_cli.generator.model import is_lm_spec
-
-    lm = is_lm_spec(checkpoint) or read_meta(checkpoint).get("backend", "seq2seq") != "seq2seq"
-    if not lm:  # the paper's BART: check it without loading
-        read_generator_config(checkpoint)
-        check_weights(checkpoint)
+    check_policy_folder(checkpoint)
     if reward_checkpoint is not None:
         read_reward_meta(reward_checkpoint)
 
@@ -44,7 +38,7 @@ def read_context_file(path: Path) -> list[str]:
 
 def load_session(checkpoint: Path, reward_checkpoint: Path | None, device: Any, settings: ChatSettings,
                  history: list[str]) -> ChatSession:
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
     from coral_cli.rewards import load_reward
 
     policy, meta = load_policy(checkpoint, device)

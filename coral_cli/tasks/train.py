@@ -13,13 +13,17 @@ from coral_cli.atomic import atomic_write_text
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import cpu_bf16
 from coral_cli.errors import ConfigError
-from coral_cli.generator.lm_checkpoint import check_resume_base, read_meta
-from coral_cli.generator.lora import add_lora, frozen_copy
-from coral_cli.generator.mirror_policy import mirror_policy
-from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
-from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
-from coral_cli.generator.pretrained import load_lm
-from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.checkpoint import read_meta
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.core.reference import frozen_copy
+from coral_cli.generator.loading import adopt_init_architecture, load_policy
+from coral_cli.generator.mirror.policy import mirror_policy
+from coral_cli.generator.pretrained.causal import CausalPolicy
+from coral_cli.generator.pretrained.checkpoint import check_resume_base
+from coral_cli.generator.pretrained.lora import add_lora
+from coral_cli.generator.pretrained.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.generator.pretrained.sources import load_lm
 from coral_cli.objectives.adalabel import AdaLabel
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
