@@ -13,6 +13,7 @@ from coral_cli.textio import read_text
 
 def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
     """Fail fast (exit 2) on a missing or foreign folder without loading any weights."""
+    # imported here, not at the top: torch and transformers would slow `coral chat --help`
     from coral_cli.generator.loading import check_policy_folder
     from coral_cli.rewards.checkpoint import read_reward_meta
 
