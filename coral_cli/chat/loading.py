@@ -7,8 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from coral_cli.chat.session import ChatSession, ChatSettings
-from coral_cli.errors import DataError
+from coral_cli.errors import CoralError, DataError
+from coral_cli.runs import newest_checkpoint
 from coral_cli.textio import read_text
+
+FALLBACK_MODEL = "smollm2"  # the bundled pretrained LM, offline
+
+
+def default_checkpoint(runs_dir: str | Path = "runs") -> tuple[Path, str]:
+    """What `coral chat` opens without -c: the newest generator checkpoint (best/ or last/) under
+    `runs_dir`, else the bundled SmolLM2; and a line saying which."""
+    from coral_cli.generator.core.checkpoint import FORMAT, read_meta
+
+    def is_generator(folder: Path) -> bool:
+        try:
+            return read_meta(folder).get("format") == FORMAT
+        except CoralError:  # a damaged coral.json: not a candidate
+            return False
+
+    found = newest_checkpoint(runs_dir, is_generator)
+    if found is not None:
+        return found, f"opening {found} (the newest generator checkpoint under {runs_dir}/; pass -c to choose)"
+    return Path(FALLBACK_MODEL), (f"opening the bundled {FALLBACK_MODEL} (no generator checkpoint under "
+                                  f"{runs_dir}/; pass -c to choose)")
 
 
 def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
