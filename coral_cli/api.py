@@ -10,8 +10,8 @@ call `REWARDS.register(name, obj)` / `SAMPLERS.register(name, obj)`.
 from coral_cli.config.fields import opt
 from coral_cli.config.schema import GenerateConfig, RetrieverConfig
 from coral_cli.errors import AssetError, ConfigError, CoralError
-from coral_cli.generator.batch import Responses
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import Responses
+from coral_cli.generator.core.policy import Policy
 from coral_cli.hub import no_network
 from coral_cli.registry import REWARDS, SAMPLERS
 from coral_cli.rewards.backbone import backbone_from_arch, load_backbone

@@ -22,7 +22,7 @@ def environment_report(device: str = "auto") -> dict[str, dict[str, Any]]:
     from coral_cli.data.dailydialog import bundled_dir
     from coral_cli.data.encode import CACHE_ENV, cache_dir
     from coral_cli.data.sources import DATA_DIR_ENV
-    from coral_cli.generator.pretrained import REGISTRY
+    from coral_cli.generator.pretrained.sources import REGISTRY
     from coral_cli.tokenizer import BUNDLED_PACKAGE, bundled_model_path
 
     versions: dict[str, Any] = {"coral": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
@@ -46,7 +46,7 @@ def environment_report(device: str = "auto") -> dict[str, dict[str, Any]]:
 
 def _bundled_lm(name: str) -> str:
     """The .gguf path of a bundled pretrained LM, or that it is missing and how to install it."""
-    from coral_cli.generator.pretrained import bundled_gguf
+    from coral_cli.generator.pretrained.sources import bundled_gguf
 
     try:
         return str(bundled_gguf(name))

@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,3 +201,11 @@ def run_dir(runs_dir: str | Path, name: str) -> RunDir:
 def _line(record: dict[str, Any]) -> str:
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
     return json.dumps({"time": round(time.time(), 3), **clean}) + "\n"
+
+
+def newest_checkpoint(runs_dir: str | Path, accept: Callable[[Path], bool]) -> Path | None:
+    """The most recently written best/ or last/ under `runs_dir`/*/checkpoints/ that `accept`
+    takes (e.g. "a generator checkpoint"), or None: what a command opens when none is named."""
+    found = [c for c in Path(runs_dir).glob("*/checkpoints/*") if c.name in ("best", "last") and c.is_dir()]
+    found.sort(key=lambda c: (c.stat().st_mtime, str(c)), reverse=True)
+    return next((c for c in found if accept(c)), None)

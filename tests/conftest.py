@@ -69,8 +69,8 @@ def cli(runner: CliRunner):
 def overfit_generator(tmp_path_factory):
     """A tiny generator trained with CE to overfit 32 DailyDialog pairs: (cfg, run, state, losses)."""
     from coral_cli.config import resolve
-    from coral_cli.tasks.train import train_generator
     from coral_cli.runs import run_dir
+    from coral_cli.tasks.train import train_generator
     from coral_cli.training.events import StepEnd
     from tests.tiny_generator import write_recipe
 
@@ -88,7 +88,7 @@ def generator_ckpt(tmp_path_factory):
     import torch
 
     from coral_cli.config import resolve
-    from coral_cli.generator.model import build_generator, save_generator
+    from coral_cli.generator.bart.model import build_generator, save_generator
     from coral_cli.tokenizer import load_tokenizer
 
     torch.manual_seed(0)

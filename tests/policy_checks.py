@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from coral_cli.config import resolve
-from coral_cli.generator.batch import TrainBatch
+from coral_cli.generator.core.batch import TrainBatch
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.tasks.train import build_objective
 from coral_cli.tokenizer import load_tokenizer

@@ -10,10 +10,10 @@ import torch
 from coral_cli.config import resolve
 from coral_cli.config.schema import AdaLabelConfig
 from coral_cli.errors import AssetError, ConfigError
-from coral_cli.generator.aux_decoder import AUX_FILE, aux_decoder, aux_logits, target_mask
-from coral_cli.generator.batch import TrainBatch
-from coral_cli.generator.model import build_generator, load_generator, load_generator_weights, save_generator
-from coral_cli.generator.policy import Seq2SeqPolicy
+from coral_cli.generator.bart.aux_decoder import AUX_FILE, aux_decoder, aux_logits, target_mask
+from coral_cli.generator.bart.model import build_generator, load_generator, load_generator_weights, save_generator
+from coral_cli.generator.core.batch import TrainBatch
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.adalabel import AdaLabel
 from coral_cli.objectives.adalabel_loss import adalabel_loss
 from coral_cli.tasks.train import build_objective

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import IGNORE
-from coral_cli.generator.policy import CausalPolicy
+from coral_cli.generator.core.batch import IGNORE
+from coral_cli.generator.pretrained.causal import CausalPolicy
 from tests.policy_checks import CONTEXTS, CPU, assert_ce_equals_hand_nll, assert_coral_equals_hand, pairs
 from tests.tiny_lm import chat_tokenizer, tiny_llama
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from coral_cli.config import resolve
 from coral_cli.errors import AssetError
-from coral_cli.generator.model import build_generator, init_architecture, load_generator, load_generator_weights, save_generator
+from coral_cli.generator.bart.model import build_generator, init_architecture, load_generator, load_generator_weights, save_generator
 from coral_cli.tokenizer import load_tokenizer
 
 SIZES = {"generator.encoder_layers": 1, "generator.decoder_layers": 1, "generator.d_model": 16, "generator.heads": 2,

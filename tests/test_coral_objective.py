@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from coral_cli.config import resolve
-from coral_cli.generator.batch import TrainBatch
-from coral_cli.generator.model import build_generator
-from coral_cli.tasks.train import build_objective
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.batch import TrainBatch
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.candidates import choose_sources
-from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.samplers.base import Candidates
+from coral_cli.tasks.train import build_objective
 from coral_cli.tokenizer import load_tokenizer
 from tests.fixed_rewards import ConstantReward, ResponseTokenReward, make
 

@@ -7,8 +7,8 @@ import torch
 
 from coral_cli.config import resolve
 from coral_cli.errors import ConfigError
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.candidates import draw_candidates
-from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.objectives.coral_loss import coral_loss
 from coral_cli.objectives.reward_input import score_candidates
 from coral_cli.registry import REWARDS, SAMPLERS
@@ -173,7 +173,7 @@ def test_window_means_ignore_batches_without_positives():
 
 
 def test_bf16_false_reaches_sampling_and_reward_scoring(tok, monkeypatch):
-    import coral_cli.generator.sampling as sampling
+    import coral_cli.generator.decoding.sampling as sampling
     import coral_cli.rewards.base as base
 
     seen = []

@@ -7,11 +7,11 @@ from coral_cli.config.schema import GenerateConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.policy import Seq2SeqPolicy
-from coral_cli.generator.model import load_generator
-from coral_cli.tasks.train import train_generator
+from coral_cli.generator.bart.model import load_generator
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.rewards import save_reward
 from coral_cli.runs import run_dir
+from coral_cli.tasks.train import train_generator
 from coral_cli.tokenizer import load_tokenizer
 from tests.fixed_rewards import NanReward, ResponseTokenReward, make
 from tests.tiny_generator import write_recipe

@@ -11,9 +11,9 @@ from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.errors import AssetError
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.batch import TrainBatch
-from coral_cli.generator.policy import Seq2SeqPolicy
-from coral_cli.generator.model import build_generator, load_generator
+from coral_cli.generator.bart.model import build_generator, load_generator
+from coral_cli.generator.core.batch import TrainBatch
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.tokenizer import load_tokenizer, wordpiece_text
 from tests.tiny_generator import full_and_resumed, write_recipe

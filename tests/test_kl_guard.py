@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.coral_loss import coral_loss
 from coral_cli.objectives.kl import kl_penalty
-from coral_cli.generator.policy import Seq2SeqPolicy
 from coral_cli.tasks.train import build_objective
 from tests.fixed_rewards import ResponseTokenReward, make
 from tests.test_coral_objective import CPU, POOL, batch, tiny, tok  # noqa: F401
@@ -144,7 +144,7 @@ def test_dropout_treats_policy_and_reference_alike_so_the_kl_starts_at_zero(tok)
             "generator.heads": 2, "generator.ffn_dim": 32, "generator.dropout": 0.3, "objective.policy": "mix",
             "objective.on_policy_sampler": "test-fixed-on", "objective.p_plus": 0.0, "objective.kl_coef": 0.5}
     from coral_cli.config import resolve
-    from coral_cli.generator.model import build_generator
+    from coral_cli.generator.bart.model import build_generator
 
     cfg = resolve(None, over)
     torch.manual_seed(0)

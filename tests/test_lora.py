@@ -13,8 +13,9 @@ from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, BartConfi
 
 from coral_cli.config.schema import LoraConfig
 from coral_cli.errors import AssetError, ConfigError
-from coral_cli.generator.lora import (add_lora, frozen_copy, is_adapter, load_adapter, merge_and_export,
-                                      read_adapter_meta, reference_model, save_adapter)
+from coral_cli.generator.core.reference import frozen_copy, reference_model
+from coral_cli.generator.pretrained.lora import (add_lora, is_adapter, load_adapter, merge_and_export,
+                                                 read_adapter_meta, save_adapter)
 from coral_cli.objectives.kl import kl_penalty
 
 V = 100

@@ -12,9 +12,9 @@ import torch
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.errors import AssetError, ConfigError
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.mirror_model import MirrorOutput
-from coral_cli.generator.mirror_policy import MirrorPolicy, build_mirror
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.mirror.model import MirrorOutput
+from coral_cli.generator.mirror.policy import MirrorPolicy, build_mirror
 from coral_cli.objectives.mirror import MirrorObjective, gaussian_kl, mirror_loss
 from coral_cli.tokenizer import load_tokenizer
 
@@ -182,7 +182,7 @@ def test_a_tiny_slice_trains_and_the_checkpoint_generates_and_chats(trained, cli
     from coral_cli.chat.loading import check_checkpoints, load_session
     from coral_cli.chat.session import ChatSettings
     from coral_cli.generation.responses import generate_for_contexts
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
 
     _, run, state, losses = trained
     assert state.step == 16 and losses[-1] < losses[0] - 1.0, losses
@@ -208,8 +208,8 @@ def test_a_tiny_slice_trains_and_the_checkpoint_generates_and_chats(trained, cli
 
 @pytest.mark.slow
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
-    from coral_cli.generator.lm_checkpoint import read_meta
-    from coral_cli.generator.mirror_policy import load_mirror_policy
+    from coral_cli.generator.core.checkpoint import read_meta
+    from coral_cli.generator.mirror.policy import load_mirror_policy
     from tests.tiny_generator import full_and_resumed
 
     (tmp_path / "mirror.toml").write_text(RECIPE)
@@ -230,8 +230,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_misuse_is_a_clear_error(tok, cli, tmp_path):
-    from coral_cli.generator.mirror_policy import save_mirror
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
+    from coral_cli.generator.mirror.policy import save_mirror
     from coral_cli.tasks.train import build_policy
 
     cfg, pol = policy(tok)

@@ -17,11 +17,11 @@ from transformers import (
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.generation import responses
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.nucleus import NucleusLogitsProcessor, NucleusSampler
-from coral_cli.generator.policy import CausalPolicy
-from coral_cli.generator.sampling import generate_kwargs, run_generate
-from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
-from coral_cli.generator.step_logprobs import StepLogprobs
+from coral_cli.generator.decoding.nucleus import NucleusLogitsProcessor, NucleusSampler
+from coral_cli.generator.decoding.sampling import generate_kwargs, run_generate
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
+from coral_cli.generator.pretrained.causal import CausalPolicy
+from coral_cli.generator.pretrained.seq2seq_lm import PretrainedSeq2SeqPolicy
 from tests.tiny_lm import chat_tokenizer, tiny_llama
 
 CPU = torch.device("cpu")
@@ -155,7 +155,7 @@ def causal():
 def lora():
     """The causal LM under peft's wrapper: `generate` runs on the HF model inside it."""
     from coral_cli.config.schema import LoraConfig
-    from coral_cli.generator.lora import add_lora
+    from coral_cli.generator.pretrained.lora import add_lora
 
     tok = chat_tokenizer()
     model = tiny_llama(tok)

@@ -1,4 +1,4 @@
-"""Pretrained LMs (coral_cli/generator/pretrained.py): tiny models built in code, a tiny GGUF
+"""Pretrained LMs (coral_cli/generator/pretrained/sources.py): tiny models built in code, a tiny GGUF
 written with `gguf.GGUFWriter`; the real bundled SmolLM2 only in the one slow test."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from transformers import (AutoModelForCausalLM, BartConfig, BartForConditionalGe
                           GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM)
 
 from coral_cli.errors import AssetError, ConfigError
-from coral_cli.generator import pretrained
-from coral_cli.generator.pretrained import load_lm, resolve_lm
+from coral_cli.generator.pretrained import sources as pretrained
+from coral_cli.generator.pretrained.sources import load_lm, resolve_lm
 from coral_cli.tokenizer import load_tokenizer
 
 

@@ -14,8 +14,8 @@ from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.errors import AssetError
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.batch import TrainBatch
-from coral_cli.generator.model import load_policy
+from coral_cli.generator.core.batch import TrainBatch
+from coral_cli.generator.loading import load_policy
 from coral_cli.registry import REWARDS
 from coral_cli.runs import run_dir
 from coral_cli.tasks.train import build_objective, build_policy, generator_trainer

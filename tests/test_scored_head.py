@@ -1,4 +1,4 @@
-"""The LM head runs only at scored positions (generator/scored_head.py): the logits, log-probs
+"""The LM head runs only at scored positions (generator/core/scored_head.py): the logits, log-probs
 and gradients equal those of the full (B, T, V) logits masked afterwards, for the seq2seq and the
 causal policy, and the head really sees only the scored rows."""
 
@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from coral_cli.config import resolve
-from coral_cli.generator.batch import IGNORE, Responses
-from coral_cli.generator.model import build_generator
-from coral_cli.generator.policy import CausalPolicy, Seq2SeqPolicy
-from coral_cli.generator.scored_head import scored_logits
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.batch import IGNORE, Responses
+from coral_cli.generator.core.policy import Seq2SeqPolicy
+from coral_cli.generator.core.scored_head import scored_logits
+from coral_cli.generator.pretrained.causal import CausalPolicy
 from coral_cli.tokenizer import load_tokenizer
 from tests.tiny_lm import chat_tokenizer, tiny_llama
 

@@ -9,9 +9,9 @@ from transformers import BartConfig, BartForConditionalGeneration, BlenderbotSma
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import IGNORE
-from coral_cli.generator.model import load_policy
-from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.generator.core.batch import IGNORE
+from coral_cli.generator.loading import load_policy
+from coral_cli.generator.pretrained.seq2seq_lm import PretrainedSeq2SeqPolicy
 from coral_cli.registry import REWARDS
 from coral_cli.runs import run_dir
 from coral_cli.tasks.train import generator_trainer

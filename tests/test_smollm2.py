@@ -9,7 +9,7 @@ import torch
 
 from coral_cli.config import resolve
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import TrainBatch
+from coral_cli.generator.core.batch import TrainBatch
 from coral_cli.rewards.callable import CallableReward
 from coral_cli.tasks.train import build_objective, build_policy
 

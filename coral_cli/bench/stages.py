@@ -17,10 +17,10 @@ from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import autocast_dtype, decoding_dtype
 from coral_cli.generation.responses import generate_for_contexts
-from coral_cli.generator.model import build_generator
-from coral_cli.generator.policy import Policy, Seq2SeqPolicy
-from coral_cli.tasks.generator import GeneratorTask
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
 from coral_cli.runs import run_dir
+from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.training.events import StepEnd
 from coral_cli.training.loop import Trainer
 
@@ -109,7 +109,7 @@ def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfi
     the loop a user would write: `model.generate` over batches of 64 in input order, same
     decoding. Both make exactly `max_new_tokens` tokens per response (min = max), so they do equal
     work whatever the model says; the anchor returns no log-probs, ours does."""
-    from coral_cli.generator.sampling import generate_kwargs
+    from coral_cli.generator.decoding.sampling import generate_kwargs
 
     g = dataclasses.replace(g, min_new_tokens=g.max_new_tokens)
     kwargs = generate_kwargs(g, sort_free=False)  # HF's own top-p, as a user writes it

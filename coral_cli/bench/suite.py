@@ -31,8 +31,8 @@ from coral_cli.config.schema import CoralConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs
 from coral_cli.device import autocast_dtype, cpu_bf16, describe_device, pick_device
-from coral_cli.generator.model import build_generator
-from coral_cli.generator.policy import Seq2SeqPolicy
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.policy import Seq2SeqPolicy
 from coral_cli.objectives.cross_entropy import CrossEntropy
 from coral_cli.rewards.checkpoint import build_reward, load_reward
 from coral_cli.rewards.retrieval_data import retrieval_data

@@ -25,9 +25,9 @@ from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig
 from coral_cli.device import autocast_dtype
 from coral_cli.errors import ConfigError, CoralError
-from coral_cli.generator.lora import peft_config
-from coral_cli.generator.policy import CausalPolicy
-from coral_cli.generator.pretrained import load_lm
+from coral_cli.generator.pretrained.causal import CausalPolicy
+from coral_cli.generator.pretrained.lora import peft_config
+from coral_cli.generator.pretrained.sources import load_lm
 from coral_cli.runs import run_dir
 from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.tasks.generator_data import generator_data

@@ -7,22 +7,38 @@ from pathlib import Path
 from typing import Any
 
 from coral_cli.chat.session import ChatSession, ChatSettings
-from coral_cli.errors import DataError
+from coral_cli.errors import CoralError, DataError
+from coral_cli.runs import newest_checkpoint
 from coral_cli.textio import read_text
+
+FALLBACK_MODEL = "smollm2"  # the bundled pretrained LM, offline
+
+
+def default_checkpoint(runs_dir: str | Path = "runs") -> tuple[Path, str]:
+    """What `coral chat` opens without -c: the newest generator checkpoint (best/ or last/) under
+    `runs_dir`, else the bundled SmolLM2; and a line saying which."""
+    from coral_cli.generator.core.checkpoint import FORMAT, read_meta
+
+    def is_generator(folder: Path) -> bool:
+        try:
+            return read_meta(folder).get("format") == FORMAT
+        except CoralError:  # a damaged coral.json: not a candidate
+            return False
+
+    found = newest_checkpoint(runs_dir, is_generator)
+    if found is not None:
+        return found, f"opening {found} (the newest generator checkpoint under {runs_dir}/; pass -c to choose)"
+    return Path(FALLBACK_MODEL), (f"opening the bundled {FALLBACK_MODEL} (no generator checkpoint under "
+                                  f"{runs_dir}/; pass -c to choose)")
 
 
 def check_checkpoints(checkpoint: Path, reward_checkpoint: Path | None) -> None:
     """Fail fast (exit 2) on a missing or foreign folder without loading any weights."""
-    from coral_cli.generator.model import check_weights, read_generator_config
+    # imported here, not at the top: torch and transformers would slow `coral chat --help`
+    from coral_cli.generator.loading import check_policy_folder
     from coral_cli.rewards.checkpoint import read_reward_meta
 
-    from coral_cli.generator.lm_checkpoint import read_meta
-    from coral_cli.generator.model import is_lm_spec
-
-    lm = is_lm_spec(checkpoint) or read_meta(checkpoint).get("backend", "seq2seq") != "seq2seq"
-    if not lm:  # the paper's BART: check it without loading
-        read_generator_config(checkpoint)
-        check_weights(checkpoint)
+    check_policy_folder(checkpoint)
     if reward_checkpoint is not None:
         read_reward_meta(reward_checkpoint)
 
@@ -44,7 +60,7 @@ def read_context_file(path: Path) -> list[str]:
 
 def load_session(checkpoint: Path, reward_checkpoint: Path | None, device: Any, settings: ChatSettings,
                  history: list[str]) -> ChatSession:
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
     from coral_cli.rewards import load_reward
 
     policy, meta = load_policy(checkpoint, device)

@@ -13,7 +13,7 @@ import torch
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.errors import CoralError
 from coral_cli.generation.responses import score_samples
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.policy import Policy
 from coral_cli.objectives.reward_input import score_candidates
 
 

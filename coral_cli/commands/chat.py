@@ -12,7 +12,7 @@ from coral_cli.commands.options import Device, check_finite
 
 
 def chat(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A generator checkpoint folder, or a pretrained LM as it is (smollm2, a folder, .gguf, hub name).")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A generator checkpoint folder, or a pretrained LM as it is (smollm2, a folder, .gguf, hub name). Default: the newest generator checkpoint under runs/, else smollm2.")] = None,
     reward_checkpoint: Annotated[Optional[Path], typer.Option(help="A retriever checkpoint for f_R / R3.")] = None,
     context_file: Annotated[Optional[Path], typer.Option(help="Start from these utterances (lines, JSON list or __eou__).")] = None,
     n: Annotated[int, typer.Option("-n", help="Candidates per turn.", min=1, max=16)] = 4,
@@ -27,14 +27,18 @@ def chat(
     device: Device = None,
 ) -> None:
     """Chat with a generator; see candidates with f_R, R3 and log-probs; inspect tokens."""
-    from coral_cli.chat.loading import check_checkpoints, load_session, read_context_file
+    from coral_cli.chat.loading import check_checkpoints, default_checkpoint, load_session, read_context_file
     from coral_cli.chat.session import ChatSettings
+    from coral_cli.commands.console import err
     from coral_cli.device import pick_device
     from coral_cli.errors import CoralError
 
     if strategy not in ("nucleus", "beam", "greedy"):
         raise CoralError(f"unknown strategy '{strategy}'", "use nucleus, beam or greedy")
     check_finite(top_p=top_p, temperature=temperature, margin=margin)
+    if checkpoint is None:
+        checkpoint, which = default_checkpoint()
+        err.print(which, markup=False)
     check_checkpoints(checkpoint, reward_checkpoint)
     history = read_context_file(context_file) if context_file else []
     settings = ChatSettings(n, strategy, top_p, temperature, max_new_tokens, margin, rerank)

@@ -20,8 +20,8 @@ def export(
     """Merge a LoRA run's adapters into its base (or copy a fully fine-tuned model) into --out."""
     from coral_cli.device import pick_device
     from coral_cli.errors import ConfigError
-    from coral_cli.generator.lora import merge_and_export
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
+    from coral_cli.generator.pretrained.lora import merge_and_export
 
     if out.exists():
         raise ConfigError(f"{out} already exists", "pass a new folder to --out")

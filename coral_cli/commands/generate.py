@@ -48,7 +48,7 @@ def generate(
     from coral_cli.generation.outputs import write_generation
     from coral_cli.generation.requests import jsonl_requests, split_requests
     from coral_cli.generation.responses import generate_for_contexts, rerank
-    from coral_cli.generator.model import load_policy
+    from coral_cli.generator.loading import load_policy
     from coral_cli.rewards.checkpoint import load_reward
 
     flags = {

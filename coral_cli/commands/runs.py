@@ -61,9 +61,9 @@ def open_run(recipe: Optional[Path], sets: Optional[list[str]], flags: dict[str,
     from coral_cli.commands.progress import interrupt_hint
     from coral_cli.config import resolve
     from coral_cli.config.drift import config_drift
-    from coral_cli.generator.model import adopt_init_architecture
+    from coral_cli.generator.loading import adopt_init_architecture
+    from coral_cli.generator.pretrained.checkpoint import check_resume_base
     from coral_cli.runs import run_dir
-    from coral_cli.generator.lm_checkpoint import check_resume_base
     from coral_cli.training.state import check_resumable
 
     cfg = load_config(recipe, sets, flags)

@@ -71,7 +71,7 @@ def encode_batch(batch: dict[str, list[Any]], tok: PreTrainedTokenizerBase, cfg:
 
 
 class PairFormat(Protocol):
-    """How a generator backend turns pairs into ids (`coral_cli.generator.policy.Policy`)."""
+    """How a generator backend turns pairs into ids (`coral_cli.generator.core.policy.Policy`)."""
 
     fingerprint: str  # equal fingerprints encode identically (the cache key)
 

@@ -12,9 +12,10 @@ import torch
 
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.device import decoding_dtype
-from coral_cli.generator.batch import IGNORE, Responses
-from coral_cli.generator.policy import Policy
-from coral_cli.generator.step_logprobs import StepLogprobs, scored_mean
+from coral_cli.generator.core.batch import IGNORE, Responses
+from coral_cli.generator.core.logprobs import scored_mean
+from coral_cli.generator.core.policy import Policy
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
 from coral_cli.training.batching import token_budget_batches
 
 

@@ -3,7 +3,7 @@ trained on the ground truth against an adaptive soft target instead of the one-h
 
 One step: teacher-force the ground truth through the generator -> its logits and the encoder's
 output -> the bi-directional auxiliary decoder's logits on the same response
-(`coral_cli.generator.aux_decoder`) -> `adalabel_loss` (the soft target q' = eps * v +
+(`coral_cli.generator.bart.aux_decoder`) -> `adalabel_loss` (the soft target q' = eps * v +
 (1 - eps) * q and KL(q' || p), plus the auxiliary decoder's cross-entropy).
 
 Building the objective gives the generator its auxiliary decoder (a submodule, so the trainer
@@ -18,10 +18,10 @@ import torch
 
 from coral_cli.config.schema import AdaLabelConfig
 from coral_cli.errors import ConfigError
-from coral_cli.generator.aux_decoder import attach_aux_decoder, aux_decoder, aux_logits
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.policy import Policy, Seq2SeqPolicy
-from coral_cli.generator.scored_head import head_only_at
+from coral_cli.generator.bart.aux_decoder import attach_aux_decoder, aux_decoder, aux_logits
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.core.scored_head import head_only_at
 from coral_cli.objectives.adalabel_loss import adalabel_loss
 
 

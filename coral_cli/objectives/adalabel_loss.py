@@ -2,7 +2,7 @@
 "Diversifying Dialog Generation via Adaptive Label Smoothing", §3; arXiv 2105.14556).
 
 For a target word y_t with the model's prediction p_t = softmax(main logits) and the auxiliary
-decoder's logits z_t (`coral_cli.generator.aux_decoder`):
+decoder's logits z_t (`coral_cli.generator.bart.aux_decoder`):
 
 - the soft target (eq. 2): q'_t = eps_t * v_t + (1 - eps_t) * q_t, q_t the one-hot of y_t;
 - v_t, the distribution over the non-target words: softmax(z_t / T) with y_t (and the padding

@@ -12,7 +12,7 @@ import torch
 
 from coral_cli.config.schema import ObjectiveConfig
 from coral_cli.errors import ConfigError
-from coral_cli.generator.batch import TrainBatch
+from coral_cli.generator.core.batch import TrainBatch
 from coral_cli.samplers.base import Candidates, SampleRequest
 
 

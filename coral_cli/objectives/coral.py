@@ -26,13 +26,13 @@ import torch
 import torch.distributed as dist
 
 from coral_cli.config.schema import ObjectiveConfig
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.lora import reference_model
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.policy import Policy
+from coral_cli.generator.core.reference import reference_model
+from coral_cli.objectives.candidates import CandidateSet, check_samplers, draw_candidates
 from coral_cli.objectives.coral_loss import coral_loss
 from coral_cli.objectives.kl import kl_penalty
 from coral_cli.objectives.length_debias import LengthDebias
-from coral_cli.objectives.candidates import CandidateSet, check_samplers, draw_candidates
 from coral_cli.objectives.reward_input import score_candidates
 
 ON_POLICY = 1  # CandidateSet.kind of the model's own samples

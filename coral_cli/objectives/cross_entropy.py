@@ -10,8 +10,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.policy import Policy
 
 
 class CrossEntropy:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.batch import Responses
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import Responses
+from coral_cli.generator.core.policy import Policy
 from coral_cli.objectives.reward_input import score_candidates
 
 MODES = ("none", "residual")

@@ -1,5 +1,5 @@
 """The Mirror baseline's loss (Li, Kiseleva and de Rijke, SIGIR 2021): the negative ELBO of
-log p(x, y | c) with backward reasoning (the model and the notation: `coral_cli.generator.mirror_model`).
+log p(x, y | c) with backward reasoning (the model and the notation: `coral_cli.generator.mirror.model`).
 
 Per example, with z ~ q(z | c, x, y) reparameterised and NLL summed over a sequence's tokens:
 
@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from coral_cli.config.schema import MirrorConfig
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.logprobs import label_logprobs
-from coral_cli.generator.mirror_model import MirrorOutput
-from coral_cli.generator.mirror_policy import MirrorPolicy
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.logprobs import label_logprobs
+from coral_cli.generator.mirror.model import MirrorOutput
+from coral_cli.generator.mirror.policy import MirrorPolicy
 
 
 def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from coral_cli.generator.batch import Responses
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import Responses
+from coral_cli.generator.core.policy import Policy
 from coral_cli.tokenizer import tokenizer_fingerprint
 
 

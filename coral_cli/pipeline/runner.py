@@ -21,7 +21,7 @@ from coral_cli.config import parse_assignment, resolve
 from coral_cli.config.drift import config_drift
 from coral_cli.config.schema import CoralConfig
 from coral_cli.errors import ConfigError
-from coral_cli.generator.model import adopt_init_architecture, is_lm_spec
+from coral_cli.generator.loading import adopt_init_architecture, is_lm_spec, load_policy
 from coral_cli.pipeline.parallel import Launch, run_tasks
 from coral_cli.pipeline.paths import GROUND_TRUTH, checkpoint_of, predictions_path, report_path, run_of
 from coral_cli.pipeline.results import build_results, write_results
@@ -225,7 +225,6 @@ class TableRunner:
         from coral_cli.generation.outputs import write_generation
         from coral_cli.generation.requests import split_requests
         from coral_cli.generation.responses import generate_for_contexts, rerank
-        from coral_cli.generator.model import load_policy
         from coral_cli.rewards.checkpoint import load_reward
 
         checkpoint, out = checkpoint_of(self.spec, stage), predictions_path(self.spec, stage.name)

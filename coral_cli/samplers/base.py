@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from coral_cli.generator.batch import Responses
+from coral_cli.generator.core.batch import Responses
 
 Candidates = Responses  # a candidate set is a batch of responses on the device
 
@@ -24,7 +24,7 @@ class SamplerEnv:
     """What samplers may use: the training utterance pool, the generator, decoding settings."""
 
     pool_ids: list[list[int]]  # distinct training utterances, in the generator's tokens
-    policy: Any  # the generator backend (coral_cli.generator.policy.Policy): its pad id, its sampling
+    policy: Any  # the generator backend (coral_cli.generator.core.policy.Policy): its pad id, its sampling
     device: torch.device
     top_p: float = 0.9
     temperature: float = 1.0

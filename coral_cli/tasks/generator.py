@@ -17,11 +17,9 @@ import numpy as np
 import torch
 
 from coral_cli.config.schema import CoralConfig
-from coral_cli.generator.batch import IGNORE, TrainBatch
-from coral_cli.generator.lm_checkpoint import load_lm_weights, save_lm_policy
-from coral_cli.generator.mirror_policy import load_mirror_weights, save_mirror
-from coral_cli.generator.model import load_generator_weights, save_generator
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.policy import Policy
+from coral_cli.generator.loading import load_policy_weights, save_policy
 from coral_cli.metrics.collapse import check_collapse
 from coral_cli.objectives.length_debias import LengthDebias
 from coral_cli.objectives.reward_input import score_candidates
@@ -76,20 +74,10 @@ class GeneratorTask:
         return metrics
 
     def save_model(self, folder: Path) -> None:
-        if self.policy.kind == "mirror":
-            save_mirror(self.policy, folder, self.cfg.data)
-        elif self.policy.kind != "seq2seq":  # a pretrained LM (causal or seq2seq-lm)
-            save_lm_policy(self.policy, folder, self.cfg.data, self.base or {})
-        else:
-            save_generator(self.model, self.policy.tokenizer, folder, self.cfg.data)
+        save_policy(self.policy, folder, self.cfg.data, self.base)
 
     def load_model(self, folder: Path) -> None:
-        if self.policy.kind == "mirror":
-            load_mirror_weights(self.model, folder)
-        elif self.policy.kind != "seq2seq":
-            load_lm_weights(self.policy, folder)
-        else:
-            load_generator_weights(self.model, folder)
+        load_policy_weights(self.policy, folder)
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         ema = getattr(self.objective, "ema", None)

@@ -11,7 +11,7 @@ import numpy as np
 from coral_cli.config.schema import DataConfig
 from coral_cli.data.encode import encode_pairs
 from coral_cli.data.sources import load_pairs, utterance_pool
-from coral_cli.generator.policy import Policy
+from coral_cli.generator.core.policy import Policy
 
 
 def generator_data(cfg: DataConfig, split: str, policy: Policy, pool: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +13,18 @@ import torch
 from coral_cli.atomic import atomic_write_text
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import cpu_bf16
-from coral_cli.errors import ConfigError
-from coral_cli.generator.lm_checkpoint import check_resume_base, read_meta
-from coral_cli.generator.lora import add_lora, frozen_copy
-from coral_cli.generator.mirror_policy import mirror_policy
-from coral_cli.generator.model import adopt_init_architecture, build_generator, load_policy
-from coral_cli.generator.policy import CausalPolicy, Policy, Seq2SeqPolicy
-from coral_cli.generator.pretrained import load_lm
-from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.errors import ConfigError, CoralError
+from coral_cli.generator.bart.model import build_generator
+from coral_cli.generator.core.checkpoint import read_meta
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.core.reference import frozen_copy
+from coral_cli.generator.loading import adopt_init_architecture, load_policy
+from coral_cli.generator.mirror.policy import mirror_policy
+from coral_cli.generator.pretrained.causal import CausalPolicy
+from coral_cli.generator.pretrained.checkpoint import check_resume_base
+from coral_cli.generator.pretrained.lora import add_lora
+from coral_cli.generator.pretrained.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.generator.pretrained.sources import load_lm
 from coral_cli.objectives.adalabel import AdaLabel
 from coral_cli.objectives.coral import CoralObjective
 from coral_cli.objectives.cross_entropy import CrossEntropy
@@ -30,7 +35,7 @@ from coral_cli.rewards.base import RewardModel
 from coral_cli.rewards.callable import CallableReward
 from coral_cli.rewards.checkpoint import build_reward, load_reward, read_reward_meta
 from coral_cli.rewards.retrieval_data import retrieval_data
-from coral_cli.runs import RunDir
+from coral_cli.runs import RunDir, newest_checkpoint
 from coral_cli.samplers.base import SamplerEnv
 from coral_cli.tasks.generator import GeneratorTask
 from coral_cli.tasks.generator_data import generator_data
@@ -51,8 +56,10 @@ def load_training_reward(cfg: CoralConfig, device: torch.device) -> Any:
     if not (isinstance(plugin, type) and issubclass(plugin, RewardModel)):
         return CallableReward(plugin)
     if not o.reward_checkpoint:
-        raise ConfigError("CORAL needs a trained retriever for its reward",
-                          "pass --reward-checkpoint DIR (train one with 'coral retriever train'), or use --loss ce")
+        found = newest_checkpoint(cfg.runtime.runs_dir, lambda c: _retriever_kind(c) == o.reward)
+        fix = (f"pass --reward-checkpoint {found} (the newest trained {o.reward} retriever)" if found else
+               f"pass --reward-checkpoint DIR (train one with 'coral retriever train --model {o.reward}')")
+        raise ConfigError("CORAL needs a trained retriever for its reward", f"{fix}, or use --loss ce")
     kind = read_reward_meta(o.reward_checkpoint)["model"]
     if kind != o.reward:
         raise ConfigError(f"--reward {o.reward} but {o.reward_checkpoint} holds a '{kind}' retriever",
@@ -60,6 +67,14 @@ def load_training_reward(cfg: CoralConfig, device: torch.device) -> Any:
     reward = load_reward(o.reward_checkpoint, device)
     reward.bf16 = cfg.train.bf16
     return reward
+
+
+def _retriever_kind(folder: Path) -> str | None:
+    """The retriever type of a reward checkpoint, None for anything else (or a damaged one)."""
+    try:
+        return read_reward_meta(folder).get("model")
+    except CoralError:
+        return None
 
 
 def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: list, device: torch.device) -> Any:

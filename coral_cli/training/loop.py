@@ -1,7 +1,8 @@
 """The training loop shared by retriever and generator training.
 
 One step reads top to bottom: collate a batch -> the task's loss (an objective returning
-(loss, stats)) -> backward -> clip -> AdamW step with warmup + linear decay (paper §4.1).
+(loss, stats)) -> backward -> clip -> AdamW step with warmup + linear decay (paper §4.1), then
+`_after_step` (check, log, evaluate, save) returns why to stop, or None.
 Validation drives early stopping (and, with `stop_on_collapse`, stops on the task's collapse
 alarms) and `best/`; `last/` is written atomically each epoch (or every
 `save_epochs`, and every `save_every` steps) with the optimizer, RNG and data position, so `resume=True` continues
@@ -154,64 +155,94 @@ class Trainer:
             self.run.rewind_metrics(st.step)
 
     def _loop(self) -> LoopState:
+        """Epochs until a stop reason: each runs its remaining steps, then the epoch's end
+        (`_after_epoch`); a run stopped by max_steps is evaluated once more, and last/ is saved."""
         cfg, st = self.cfg, self.state
         steps_per_epoch = math.ceil(len(self._batches(0)) / cfg.grad_accum)
-        total = self._planned_steps()
-        self.emit(TrainStart(total, st.step, steps_per_epoch))
-        window: dict[str, list] = {}
-        self._where: list[tuple[int, int]] = []  # (epoch, batch) of each entry in `window`
-        tokens, t0 = 0, time.perf_counter()
+        self._total = self._planned_steps()  # the LR schedule's end
+        self.emit(TrainStart(self._total, st.step, steps_per_epoch))
+        self._window: dict[str, list] = {}  # per-batch loss and stats since the last log record
+        self._where: list[tuple[int, int]] = []  # (epoch, batch) of each entry in `_window`
+        self._tokens, self._t0 = 0, time.perf_counter()
         while not st.stopped:
-            specs = self._batches(st.epoch)
-            self.task.model.train()
-            for i in range(st.batch_in_epoch, len(specs)):
-                group = accumulation_group(i, len(specs), cfg.grad_accum)
-                loss, stats = self._micro_batch(specs[i], i, group)
-                tokens += int(stats.pop("tokens", 0))
-                for k, v in {"loss": loss, **stats}.items():
-                    window.setdefault(k, []).append(v)
-                self._where.append((st.epoch, i))
-                st.batch_in_epoch = i + 1
-                if st.batch_in_epoch < group.stop:
-                    continue
-                self._optimizer_step(total)
-                due = st.step % cfg.log_every == 0 or (cfg.save_every and st.step % cfg.save_every == 0) \
-                    or (cfg.eval_every and st.step % cfg.eval_every == 0) or st.batch_in_epoch == len(specs) \
-                    or (cfg.max_steps and st.step >= cfg.max_steps)
-                if due:  # the one host sync: check and log the window before anything is saved
-                    self._check(window)
-                if st.step % cfg.log_every == 0:
-                    elapsed = time.perf_counter() - t0
-                    record = {k: _mean(v) for k, v in window.items()}
-                    record.update(lr=self.optimizer.param_groups[0]["lr"],
-                                  tokens_per_s=tokens * self.dist.world / max(elapsed, 1e-9))
-                    self._log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
-                    self.emit(StepEnd(st.step, st.epoch, record))
-                    window, tokens, t0 = {}, 0, time.perf_counter()
-                    self._where = []
-                if cfg.eval_every and st.step % cfg.eval_every == 0:
-                    self._evaluate()
-                if cfg.max_steps and st.step >= cfg.max_steps and not st.stopped:
-                    st.stopped = "max_steps"
-                if st.stopped:
-                    break
-                if cfg.save_every and st.step % cfg.save_every == 0:
-                    self._save_last()
-                self.task.model.train()
-            else:
-                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-                if not cfg.eval_every:
-                    self._evaluate()
-                if not st.stopped and st.epoch >= cfg.max_epochs:
-                    st.stopped = "max_epochs"
-            if st.stopped == "max_steps" and self._last_eval != st.step:
+            stop = self._run_epoch(self._batches(st.epoch)) or self._after_epoch()
+            if stop == "max_steps" and self._last_eval != st.step:
                 self._evaluate()
-            if st.stopped or st.epoch % cfg.save_epochs == 0:
+            if stop or st.epoch % cfg.save_epochs == 0:
                 self._save_last()
         best = self.run.checkpoint("best")
         self.emit(TrainEnd(st.step, st.stopped, st.best, best if best.exists() else None))
         self._log({"event": "end", "step": st.step, "reason": st.stopped, "best": st.best, "metric": self.task.metric})
         return st
+
+    def _run_epoch(self, specs: Sequence[Any]) -> str | None:
+        """The epoch's remaining batches: forward and backward each, an optimizer step at the end of
+        each accumulation group, then `_after_step`. Returns why training stops, or None when the
+        epoch ran to its end."""
+        st = self.state
+        self.task.model.train()
+        for i in range(st.batch_in_epoch, len(specs)):
+            group = accumulation_group(i, len(specs), self.cfg.grad_accum)
+            self._accumulate(specs[i], i, group)
+            st.batch_in_epoch = i + 1
+            if st.batch_in_epoch < group.stop:
+                continue
+            self._optimizer_step(self._total)
+            if stop := self._after_step(epoch_done=st.batch_in_epoch == len(specs)):
+                return stop
+        return None
+
+    def _after_step(self, epoch_done: bool) -> str | None:
+        """After optimizer step `state.step`: check the window for NaN, log, evaluate and save when
+        due. Returns why training stops (early_stopping, collapse, max_steps), or None."""
+        cfg, st = self.cfg, self.state
+        max_steps = bool(cfg.max_steps and st.step >= cfg.max_steps)
+        due = st.step % cfg.log_every == 0 or (cfg.save_every and st.step % cfg.save_every == 0) \
+            or (cfg.eval_every and st.step % cfg.eval_every == 0) or epoch_done or max_steps
+        if due:  # the one host sync: check and log the window before anything is saved
+            self._check(self._window)
+        if st.step % cfg.log_every == 0:
+            self._log_window()
+        if cfg.eval_every and st.step % cfg.eval_every == 0:
+            self._evaluate()  # may stop: early_stopping, collapse
+        if max_steps and not st.stopped:
+            st.stopped = "max_steps"
+        if st.stopped:
+            return st.stopped
+        if cfg.save_every and st.step % cfg.save_every == 0:
+            self._save_last()
+        self.task.model.train()
+        return None
+
+    def _after_epoch(self) -> str | None:
+        """The epoch ran out: move to the next one, evaluate if validation is per epoch. Returns why
+        training stops (early_stopping, collapse, max_epochs), or None."""
+        cfg, st = self.cfg, self.state
+        st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        if not cfg.eval_every:
+            self._evaluate()
+        if not st.stopped and st.epoch >= cfg.max_epochs:
+            st.stopped = "max_epochs"
+        return st.stopped or None
+
+    def _accumulate(self, spec: Any, i: int, group: range) -> None:
+        """Forward and backward of batch `i`; its loss and stats join the logging window."""
+        loss, stats = self._micro_batch(spec, i, group)
+        self._tokens += int(stats.pop("tokens", 0))
+        for k, v in {"loss": loss, **stats}.items():
+            self._window.setdefault(k, []).append(v)
+        self._where.append((self.state.epoch, i))
+
+    def _log_window(self) -> None:
+        """One `step` record: the window's means, the learning rate and the throughput; then a new window."""
+        st = self.state
+        elapsed = time.perf_counter() - self._t0
+        record = {k: _mean(v) for k, v in self._window.items()}
+        record.update(lr=self.optimizer.param_groups[0]["lr"],
+                      tokens_per_s=self._tokens * self.dist.world / max(elapsed, 1e-9))
+        self._log({"event": "step", "step": st.step, "epoch": st.epoch, **record})
+        self.emit(StepEnd(st.step, st.epoch, record))
+        self._window, self._where, self._tokens, self._t0 = {}, [], 0, time.perf_counter()
 
     def _batches(self, epoch: int) -> Sequence[Any]:
         return shard(list(self.task.batches(epoch)), self.dist)

@@ -15,10 +15,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from coral_cli.config.schema import DataConfig, GenerateConfig
-from coral_cli.generator.batch import Responses
-from coral_cli.generator.policy import Policy, Seq2SeqPolicy
-from coral_cli.generator.sampling import cut_at_end, run_generate
-from coral_cli.generator.step_logprobs import StepLogprobs
+from coral_cli.generator.core.batch import Responses
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
+from coral_cli.generator.decoding.sampling import cut_at_end, run_generate
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
 from coral_cli.rewards.packing import pad_ids
 
 BLENDERBOT_TYPES = ("blenderbot", "blenderbot-small")

@@ -16,17 +16,12 @@ from typing import Any
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerBase
 
-from coral_cli import __version__
-from coral_cli.config.schema import CoralConfig, DataConfig, GeneratorConfig
+from coral_cli.config.schema import DataConfig, GeneratorConfig
 from coral_cli.errors import AssetError
-from coral_cli.generator.aux_decoder import aux_decoder, load_aux_weights, save_aux_weights, split_state
-from coral_cli.generator.policy import Policy, Seq2SeqPolicy
-from coral_cli.generator.weights import check_finite, read_weights
-from coral_cli.hub import is_hub_name
+from coral_cli.generator.bart.aux_decoder import aux_decoder, load_aux_weights, save_aux_weights, split_state
+from coral_cli.generator.core.checkpoint import check_finite, check_tokenizer_files, check_weights, read_meta, read_weights, write_meta
+from coral_cli.generator.core.policy import Policy, Seq2SeqPolicy
 from coral_cli.tokenizer import load_tokenizer
-
-FORMAT = "coral-generator"
-META_FILE = "coral.json"
 
 
 def build_generator(cfg: GeneratorConfig, tok: PreTrainedTokenizerBase) -> BartForConditionalGeneration:
@@ -54,13 +49,10 @@ def save_generator(model: BartForConditionalGeneration, tok: PreTrainedTokenizer
     model.save_pretrained(str(folder), safe_serialization=True, state_dict=state)
     save_aux_weights(model, folder)
     tok.save_pretrained(str(folder))
-    meta = {"format": FORMAT, "coral_version": __version__, "data": dataclasses.asdict(data), **(extra or {})}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, {"data": dataclasses.asdict(data), **(extra or {})})
     return folder
 
 
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # either one loads the WordPiece tokenizer
 # GeneratorConfig field -> BartConfig key: the architecture an --init checkpoint fixes
 ARCH_KEYS = {"encoder_layers": "encoder_layers", "decoder_layers": "decoder_layers", "d_model": "d_model",
              "heads": "encoder_attention_heads", "ffn_dim": "encoder_ffn_dim",
@@ -94,40 +86,6 @@ def init_architecture(folder: str | Path) -> dict[str, int]:
     return {key: int(config[hf]) for key, hf in ARCH_KEYS.items() if hf in config}
 
 
-def adopt_init_architecture(cfg: CoralConfig) -> CoralConfig:
-    """With `generator.init`, the model's sizes are the checkpoint's: put them into the config, so
-    the run's config.toml records the model it really trains (the recipe's sizes are ignored)."""
-    from coral_cli.generator.lm_checkpoint import read_meta
-
-    if not cfg.generator.init:
-        return cfg
-    meta = read_meta(cfg.generator.init)
-    if meta.get("backend") == "mirror":  # the Mirror baseline: its sizes
-        from coral_cli.generator.mirror_policy import ARCH_KEYS, mirror_config
-
-        arch = mirror_config(meta, cfg.generator.init)
-        sizes = {k: getattr(arch, k) for k in ARCH_KEYS}
-        cfg.generator = dataclasses.replace(cfg.generator, mirror=dataclasses.replace(cfg.generator.mirror, **sizes))
-    elif meta.get("backend", "seq2seq") != "seq2seq":  # a fine-tuned pretrained LM: record its base (and adapters)
-        lora = dataclasses.replace(cfg.generator.lora, enabled=bool(meta.get("adapter")))
-        cfg.generator = dataclasses.replace(cfg.generator, pretrained=meta["base"]["spec"], lora=lora)
-    else:
-        cfg.generator = dataclasses.replace(cfg.generator, **init_architecture(cfg.generator.init))
-    return cfg
-
-
-def check_weights(folder: Path, name: str = WEIGHTS_FILE) -> Path:
-    """The checkpoint's safetensors file `name`; pickles (*.bin) are never loaded."""
-    weights = folder / name
-    if not weights.is_file():
-        pickles = sorted(p.name for p in folder.glob("*.bin"))
-        found = f" (found {', '.join(pickles)}: pickle files are not loaded)" if pickles else ""
-        raise AssetError(f"{folder} has no {name}{found}",
-                         "coral loads safetensors files only: re-save it with "
-                         "save_pretrained(..., safe_serialization=True)")
-    return weights
-
-
 def load_generator_weights(model: BartForConditionalGeneration, folder: str | Path) -> None:
     """Load a checkpoint's safetensors weights into `model` in place (resume), its AdaLabel
     auxiliary decoder too if it has one: missing, misshapen or non-finite tensors are an `AssetError`."""
@@ -148,74 +106,15 @@ def load_generator_weights(model: BartForConditionalGeneration, folder: str | Pa
         load_aux_weights(model, folder)
 
 
-def load_policy(folder: str | Path, device: torch.device | str = "cpu",
-                trainable: bool = False) -> tuple[Policy, dict[str, Any]]:
-    """The generator backend of a checkpoint folder (the paper's BART, the Mirror baseline, or a
-    fine-tuned pretrained LM with or without adapters) on `device`, in eval mode unless
-    `trainable`, and its coral.json."""
-    from coral_cli.generator.lm_checkpoint import load_lm_policy, read_meta
-
-    if is_lm_spec(folder):  # a pretrained LM as it is: the paper's zero-shot (ZS) rows
-        return zero_shot_policy(str(folder), device)
-    meta = read_meta(folder)
-    if meta.get("backend") == "mirror":
-        from coral_cli.generator.mirror_policy import load_mirror_policy
-
-        return load_mirror_policy(folder, device, meta, trainable), meta
-    if meta.get("backend", "seq2seq") != "seq2seq":
-        return load_lm_policy(folder, device, meta, trainable), meta
-    model, tok, meta = load_generator(folder, device)
-    return Seq2SeqPolicy(model.train(trainable), tok), meta
-
-
-def is_lm_spec(spec: str | Path) -> bool:
-    """A bundled short name, a .gguf file, a hub name (org/name) that is no local path, or a plain
-    Hugging Face folder (no coral.json): something to load with `load_lm`, not a coral checkpoint."""
-    from coral_cli.generator.pretrained import REGISTRY
-
-    path = Path(spec)
-    if path.is_dir():
-        return not (path / META_FILE).is_file() and (path / "config.json").is_file() and \
-            _model_type(path) not in ("bart", None)
-    return str(spec) in REGISTRY or path.suffix == ".gguf" or is_hub_name(str(spec))
-
-
-def zero_shot_policy(spec: str, device: torch.device | str) -> tuple[Policy, dict[str, Any]]:
-    """A pretrained LM with no fine-tuning, in eval mode (its own dialogue format)."""
-    from coral_cli.generator.policy import CausalPolicy
-    from coral_cli.generator.pretrained import load_lm
-
-    model, tok, source = load_lm(spec, device)
-    if model.config.is_encoder_decoder:
-        from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
-
-        policy: Policy = PretrainedSeq2SeqPolicy(model.eval(), tok)
-    else:
-        policy = CausalPolicy(model.eval(), tok)
-    return policy, {"backend": policy.kind, "base": {"spec": spec, "identity": source.identity}, "zero_shot": True}
-
-
-def _model_type(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tuple[BartForConditionalGeneration, PreTrainedTokenizerBase, dict[str, Any]]:
     """(model in eval mode on `device`, tokenizer, coral.json); foreign, pickled, damaged or
     diverged (NaN) checkpoints and folders without tokenizer files are clear errors."""
     folder = Path(folder)
     read_generator_config(folder)
     check_weights(folder)
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise AssetError(f"{folder} has no tokenizer files ({' or '.join(TOKENIZER_FILES)})",
-                         "copy the tokenizer files of the run back into the folder, or re-save it with 'coral coral train'")
-    meta_file = folder / META_FILE
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AssetError(f"{meta_file}: damaged JSON ({exc})", "re-train or restore the checkpoint") from None
+    check_tokenizer_files(folder, "copy the tokenizer files of the run back into the folder, "
+                                  "or re-save it with 'coral coral train'")
+    meta = read_meta(folder)
     try:
         model = BartForConditionalGeneration.from_pretrained(str(folder), use_safetensors=True)
     except Exception as exc:  # damaged safetensors raise library-specific errors
@@ -224,3 +123,9 @@ def load_generator(folder: str | Path, device: torch.device | str = "cpu") -> tu
     check_finite(model.state_dict(), folder)
     tok = load_tokenizer(str(folder))
     return model.to(device).eval(), tok, meta
+
+
+def load_bart_policy(folder: str | Path, device: torch.device | str = "cpu", trainable: bool = False) -> tuple[Policy, dict[str, Any]]:
+    """The paper's BART of `folder` behind the generator contract, in eval mode unless `trainable`."""
+    model, tok, meta = load_generator(folder, device)
+    return Seq2SeqPolicy(model.train(trainable), tok), meta

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from coral_cli.generator.batch import IGNORE
+from coral_cli.generator.core.batch import IGNORE, Responses
 
 
 def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -15,3 +15,11 @@ def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     scored = labels.ne(IGNORE)
     logp = -F.cross_entropy(logits.float(), labels[scored], reduction="none")
     return torch.zeros(scored.shape, dtype=logp.dtype, device=logp.device).masked_scatter(scored, logp)
+
+
+def scored_mean(logp: torch.Tensor, responses: Responses) -> torch.Tensor:
+    """(N, L) token log-probs of generated rows -> (N,) mean over what the re-score scores: the
+    response tokens, then the end token where the model produced it (nothing after it)."""
+    pos = torch.arange(logp.shape[1], device=logp.device)[None, :]
+    scored = pos < (responses.mask.sum(1) + responses.ended.long())[:, None]
+    return torch.where(scored, logp, 0.0).sum(1) / scored.sum(1).clamp(min=1)

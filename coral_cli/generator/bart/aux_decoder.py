@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from coral_cli.errors import AssetError
-from coral_cli.generator.weights import load_exactly
+from coral_cli.generator.core.checkpoint import load_exactly
 
 ATTR = "adalabel_aux"  # the submodule's name on the generator
 PREFIX = ATTR + "."

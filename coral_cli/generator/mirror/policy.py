@@ -1,4 +1,4 @@
-"""The Mirror baseline (`coral_cli.generator.mirror_model`) behind the generator contract, so
+"""The Mirror baseline (`coral_cli.generator.mirror.model`) behind the generator contract, so
 training, validation, `coral generate`, evaluate's predictions and chat use it like any backend;
 and its checkpoints.
 
@@ -16,7 +16,6 @@ from the folder alone.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,20 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from coral_cli import __version__
 from coral_cli.config.schema import CoralConfig, DataConfig, GenerateConfig, MirrorConfig
 from coral_cli.config.typed import build
 from coral_cli.errors import AssetError, ConfigError
-from coral_cli.generator import mirror_decode
-from coral_cli.generator.batch import IGNORE, Responses, TeacherBatch
-from coral_cli.generator.mirror_model import MirrorModel, Segment
-from coral_cli.generator.policy import Seq2SeqPolicy
-from coral_cli.generator.sampling import cut_at_end
-from coral_cli.generator.step_logprobs import StepLogprobs
-from coral_cli.generator.weights import load_exactly
+from coral_cli.generator.core.batch import IGNORE, Responses, TeacherBatch
+from coral_cli.generator.core.checkpoint import (META_FILE, WEIGHTS_FILE, check_tokenizer_files, check_weights,
+                                                 load_exactly, read_meta, write_meta)
+from coral_cli.generator.core.policy import Seq2SeqPolicy
+from coral_cli.generator.decoding.sampling import cut_at_end
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
+from coral_cli.generator.mirror import decode as mirror_decode
+from coral_cli.generator.mirror.model import MirrorModel, Segment
 from coral_cli.tokenizer import load_tokenizer
 
 BACKEND = "mirror"
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "coral.json"
 ARCH_KEYS = ("embedding_dim", "hidden", "layers", "z_dim")  # what an --init checkpoint fixes
 
 
@@ -134,9 +131,6 @@ def build_mirror(cfg: MirrorConfig, tok: PreTrainedTokenizerBase) -> MirrorModel
 def mirror_policy(cfg: CoralConfig, device: torch.device) -> MirrorPolicy:
     """The Mirror model a `--loss mirror` run trains: --init's weights, else a fresh one of
     `[generator.mirror]`'s sizes. A Mirror --init for another loss, or a pretrained LM, is refused."""
-    from coral_cli.generator.lm_checkpoint import read_meta
-    from coral_cli.generator.model import adopt_init_architecture
-
     g = cfg.generator
     if cfg.objective.loss != "mirror":
         raise ConfigError(f"--init {g.init} is a Mirror checkpoint: it trains with --loss mirror only",
@@ -149,10 +143,18 @@ def mirror_policy(cfg: CoralConfig, device: torch.device) -> MirrorPolicy:
         if meta.get("backend") != BACKEND:
             raise ConfigError(f"--init {g.init} is not a Mirror checkpoint",
                               "pass a checkpoint written by a --loss mirror run, or drop --init")
-        adopt_init_architecture(cfg)
+        adopt_mirror_sizes(cfg, meta)
         return load_mirror_policy(g.init, device, meta, trainable=True)
     tok = load_tokenizer(cfg.tokenizer.name)
     return MirrorPolicy(build_mirror(g.mirror, tok).to(device), tok)
+
+
+def adopt_mirror_sizes(cfg: CoralConfig, meta: dict[str, Any]) -> CoralConfig:
+    """An --init Mirror checkpoint's sizes into `[generator.mirror]`, so config.toml records them."""
+    arch = mirror_config(meta, cfg.generator.init)
+    sizes = {k: getattr(arch, k) for k in ARCH_KEYS}
+    cfg.generator = dataclasses.replace(cfg.generator, mirror=dataclasses.replace(cfg.generator.mirror, **sizes))
+    return cfg
 
 
 def save_mirror(policy: MirrorPolicy, folder: str | Path, data: DataConfig) -> Path:
@@ -162,9 +164,8 @@ def save_mirror(policy: MirrorPolicy, folder: str | Path, data: DataConfig) -> P
     folder, model = Path(folder), policy.model
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
     policy.tokenizer.save_pretrained(str(folder))
-    meta = {"format": "coral-generator", "coral_version": __version__, "backend": BACKEND,
-            "mirror": dataclasses.asdict(model.cfg), "vocab_size": model.vocab_size, "data": dataclasses.asdict(data)}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, {"backend": BACKEND, "mirror": dataclasses.asdict(model.cfg), "vocab_size": model.vocab_size,
+                        "data": dataclasses.asdict(data)})
     return folder
 
 
@@ -183,13 +184,9 @@ def mirror_config(meta: dict[str, Any], folder: str | Path) -> MirrorConfig:
 def load_mirror_policy(folder: str | Path, device: torch.device | str, meta: dict[str, Any],
                        trainable: bool = False) -> MirrorPolicy:
     """The Mirror model of `folder` on `device`, in eval mode unless `trainable`."""
-    from coral_cli.generator.model import TOKENIZER_FILES
-
     folder = Path(folder)
     cfg = mirror_config(meta, folder)
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise AssetError(f"{folder} has no tokenizer files ({' or '.join(TOKENIZER_FILES)})",
-                         "copy the tokenizer files of the run back into the folder")
+    check_tokenizer_files(folder)
     tok = load_tokenizer(str(folder))
     model = MirrorModel(cfg, meta["vocab_size"], tok.pad_token_id)
     load_mirror_weights(model, folder)
@@ -199,8 +196,6 @@ def load_mirror_policy(folder: str | Path, device: torch.device | str, meta: dic
 def load_mirror_weights(model: MirrorModel, folder: str | Path) -> None:
     """`folder`'s safetensors weights into `model` in place (load and resume): missing, extra,
     misshapen or non-finite tensors are an `AssetError`."""
-    from coral_cli.generator.model import check_weights
-
     load_exactly(model, check_weights(Path(folder)),
                  "resume with the config the run was started with, or pass a matching Mirror checkpoint",
                  "this Mirror model")

@@ -10,8 +10,8 @@ from transformers import LogitsProcessorList, PreTrainedModel
 
 from coral_cli.config.schema import GenerateConfig
 from coral_cli.device import decoding_dtype
-from coral_cli.generator.nucleus import NucleusSampler
-from coral_cli.generator.step_logprobs import StepLogprobs
+from coral_cli.generator.decoding.nucleus import NucleusSampler
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
 
 
 def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None, sort_free: bool = True) -> dict:

@@ -12,19 +12,19 @@ from typing import Any
 
 import torch
 
-from coral_cli import __version__
 from coral_cli.config.schema import DataConfig
 from coral_cli.errors import AssetError
-from coral_cli.generator.policy import CausalPolicy, Policy
-
-FORMAT = "coral-generator"
-META_FILE = "coral.json"
+from coral_cli.generator.core.checkpoint import check_weights, read_meta, read_weights, write_meta
+from coral_cli.generator.core.policy import Policy
+from coral_cli.generator.pretrained.causal import CausalPolicy
+from coral_cli.generator.pretrained.lora import WEIGHTS_FILE as ADAPTER_FILE
+from coral_cli.generator.pretrained.lora import load_adapter, read_adapter_meta, save_adapter
+from coral_cli.generator.pretrained.seq2seq_lm import PretrainedSeq2SeqPolicy
+from coral_cli.generator.pretrained.sources import load_lm, resolve_lm
 
 
 def save_lm_policy(policy: Policy, folder: str | Path, data: DataConfig, base: dict[str, Any]) -> Path:
     """Adapters (or the whole model) + tokenizer + coral.json into `folder` (an atomic temp folder)."""
-    from coral_cli.generator.lora import save_adapter
-
     folder = Path(folder)
     adapter = hasattr(policy.model, "peft_config")
     if adapter:
@@ -32,31 +32,14 @@ def save_lm_policy(policy: Policy, folder: str | Path, data: DataConfig, base: d
     else:
         policy.model.save_pretrained(str(folder), safe_serialization=True)
     policy.tokenizer.save_pretrained(str(folder))
-    meta = {"format": FORMAT, "coral_version": __version__, "backend": policy.kind, "base": base,
-            "adapter": adapter, "data": dataclasses.asdict(data)}
-    (folder / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_meta(folder, {"backend": policy.kind, "base": base, "adapter": adapter, "data": dataclasses.asdict(data)})
     return folder
-
-
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    """coral.json of a generator checkpoint ({} when absent, as in the paper's BART checkpoints)."""
-    path = Path(folder) / META_FILE
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AssetError(f"{path}: damaged JSON ({exc})", "re-train or restore the checkpoint") from None
-    return meta if isinstance(meta, dict) else {}
 
 
 def check_resume_base(folder: str | Path) -> None:
     """Refuse to resume a LoRA checkpoint whose base model changed since it was saved (as generate,
     chat and export refuse to load it): training on would fit the adapters to another model and
     record the new base in last/ and best/. Reads the base's fingerprint only, no weights."""
-    from coral_cli.generator.lora import read_adapter_meta
-    from coral_cli.generator.pretrained import resolve_lm
-
     folder = Path(folder)
     meta = read_meta(folder)
     base = meta.get("base")
@@ -82,10 +65,6 @@ def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[st
     """The fine-tuned LM of `folder`: its base loaded again plus the adapter, or the whole model;
     coral.json's "backend" says which policy class (causal or seq2seq-lm) wraps it."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from coral_cli.generator.lora import load_adapter
-    from coral_cli.generator.pretrained import load_lm
-    from coral_cli.generator.seq2seq_lm import PretrainedSeq2SeqPolicy
 
     folder = Path(folder)
     seq2seq = meta.get("backend") == PretrainedSeq2SeqPolicy.kind
@@ -116,16 +95,12 @@ def load_lm_policy(folder: str | Path, device: torch.device | str, meta: dict[st
 def load_lm_weights(policy: Policy, folder: str | Path) -> None:
     """Resume: put `folder`'s adapter (or whole-model) weights into the live policy in place."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     folder = Path(folder)
-    name = "adapter_model.safetensors" if hasattr(policy.model, "peft_config") else "model.safetensors"
-    try:
-        state = load_file(str(folder / name))
-    except Exception as exc:  # missing or truncated
-        raise AssetError(f"{folder}/{name} is missing or damaged: {str(exc).splitlines()[0]}",
-                         "restore the checkpoint, or start the run again under another --name") from None
-    if name.startswith("adapter"):
+    adapter = hasattr(policy.model, "peft_config")
+    weights = check_weights(folder, ADAPTER_FILE if adapter else "model.safetensors")
+    state = read_weights(weights, "restore the checkpoint, or start the run again under another --name")
+    if adapter:
         set_peft_model_state_dict(policy.model, state)
     else:
         policy.model.load_state_dict(state, strict=False)

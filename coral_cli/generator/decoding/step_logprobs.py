@@ -17,8 +17,6 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor
 
-from coral_cli.generator.batch import Responses
-
 
 class StepLogprobs(LogitsProcessor):
     """A pass-through logits processor that records log P(chosen token) of every decoding step.
@@ -70,11 +68,3 @@ class StepLogprobs(LogitsProcessor):
         if len(columns) != length:
             raise RuntimeError(f"recorded {len(columns)} decoding steps for {length} generated tokens")
         return torch.stack(columns, 1) if columns else generated.new_zeros(generated.shape, dtype=torch.float32)
-
-
-def scored_mean(logp: torch.Tensor, responses: Responses) -> torch.Tensor:
-    """(N, L) token log-probs of generated rows -> (N,) mean over what the re-score scores: the
-    response tokens, then the end token where the model produced it (nothing after it)."""
-    pos = torch.arange(logp.shape[1], device=logp.device)[None, :]
-    scored = pos < (responses.mask.sum(1) + responses.ended.long())[:, None]
-    return torch.where(scored, logp, 0.0).sum(1) / scored.sum(1).clamp(min=1)

@@ -7,7 +7,7 @@ cszmli/mirror-sigir translate.py) after drawing z from the prior. Here beam sear
 score and only extends with padding, and decoding stops once the n best beams of every context have
 ended (OpenNMT's stopping rule: ended beams can no longer be overtaken). Sampling draws one z per
 returned response, beam search one z per context. `min_new_tokens`, `no_repeat_ngram_size`,
-temperature and top-p act as in `coral_cli.generator.sampling`.
+temperature and top-p act as in `coral_cli.generator.decoding.sampling`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from transformers import (
 )
 
 from coral_cli.config.schema import GenerateConfig
-from coral_cli.generator.mirror_model import DecoderState
-from coral_cli.generator.nucleus import NucleusLogitsProcessor
-from coral_cli.generator.step_logprobs import StepLogprobs
+from coral_cli.generator.decoding.nucleus import NucleusLogitsProcessor
+from coral_cli.generator.decoding.step_logprobs import StepLogprobs
+from coral_cli.generator.mirror.model import DecoderState
 
 
 def _rules(g: GenerateConfig, end_id: int, device: torch.device) -> LogitsProcessorList:

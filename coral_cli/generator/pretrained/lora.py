@@ -2,7 +2,7 @@
 
 Fine-tuning a pretrained LM with CORAL's REINFORCE loss moves every weight by default; LoRA keeps
 the base intact, so the adapter is a few MB, the base doubles as the KL reference with adapters
-off (`reference_model`), and `merge_and_export` folds the update back into a plain HF model.
+off (`core.reference.reference_model`), and `merge_and_export` folds the update back into a plain HF model.
 
 On disk an adapter is peft's folder (adapter_config.json + adapter_model.safetensors, never a
 pickle) plus coral-adapter.json: the identity of the base it was trained on, so it is never
@@ -16,8 +16,6 @@ import copy
 import dataclasses
 import json
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from coral_cli import __version__
 from coral_cli.atomic import atomic_directory
 from coral_cli.config.schema import LoraConfig
 from coral_cli.errors import AssetError, ConfigError
+from coral_cli.generator.core.checkpoint import check_weights, read_weights
 
 FORMAT = "coral-lora-adapter"
 META_FILE = "coral-adapter.json"
@@ -181,16 +180,7 @@ def _describe(identity: dict[str, Any]) -> str:
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    from coral_cli.generator.model import check_weights
-
-    weights = check_weights(folder, WEIGHTS_FILE)
-    try:
-        return load_file(str(weights))
-    except Exception as exc:  # a truncated or corrupt file
-        raise AssetError(f"{weights} is damaged: {str(exc).splitlines()[0]}",
-                         "restore the adapter or train it again") from None
+    return read_weights(check_weights(folder, WEIGHTS_FILE), "restore the adapter or train it again")
 
 
 def load_adapter(base_model: nn.Module, folder: str | Path, base_identity: dict[str, Any], *,
@@ -241,34 +231,3 @@ def merge_and_export(model: Any, tokenizer: Any, folder: str | Path) -> Path:
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
     return folder
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A frozen reference for full fine-tuning (no adapters): a deep copy in eval mode, no grads."""
-    ref = copy.deepcopy(model).eval()
-    ref.requires_grad_(False)
-    return ref
-
-
-@contextmanager
-def reference_model(model: nn.Module, frozen: nn.Module | None = None) -> Iterator[nn.Module]:
-    """The reference policy of the KL term, under no_grad: a PeftModel with its adapters off (the
-    same weights, no copy), else `frozen` (from `frozen_copy`, full fine-tuning). The reference
-    runs in the policy's own train/eval mode, so that dropout treats both sides of the KL alike
-    (a reference in eval mode beside a policy with dropout gives a non-zero KL at step 0).
-    Each module's train/eval mode is restored on exit."""
-    import peft
-
-    if isinstance(model, peft.PeftModel):
-        with model.disable_adapter(), torch.no_grad():
-            yield model
-    elif frozen is not None:
-        modes = {m: m.training for m in frozen.modules()}
-        try:
-            with torch.no_grad():
-                yield frozen.train(model.training)
-        finally:
-            for m, training in modes.items():
-                m.training = training
-    else:
-        raise ValueError("a model without adapters needs its reference given: frozen=frozen_copy(model)")

@@ -1,0 +1,1 @@
+"""The Mirror baseline (an LSTM CVAE): its model, policy, decoding and checkpoints."""

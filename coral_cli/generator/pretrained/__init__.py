@@ -1,0 +1,2 @@
+"""Pretrained LMs (causal and seq2seq) loaded by name, GGUF, folder or hub; LoRA adapters; their
+checkpoints."""
