@@ -129,3 +129,56 @@ def test_fsdp_on_two_cpu_ranks_matches_one_process_saves_and_resumes_exactly(tmp
     for key in opt_a:
         if not key.startswith("rng."):
             torch.testing.assert_close(opt_b[key], opt_a[key], rtol=0, atol=0, msg=key)
+
+
+def question(contexts, responses):
+    """0.9 when the reply asks something (a plain-function reward)."""
+    return [0.9 if "?" in r else 0.1 for r in responses]
+
+
+def _coral_worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
+    from coral_cli.config.schema import GenerateConfig
+    from coral_cli.training.fsdp import gather_to_twin, gathered
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    # p_plus 0.8: in some batch one rank has no on-policy row and skips the sampler the other calls
+    cfg = resolve(recipe, {**OVERRIDES, "train.strategy": "fsdp", "train.max_steps": 3, "train.eval_every": 3,
+                           "train.save_every": 0, "objective.loss": "coral", "objective.p_plus": 0.8,
+                           "objective.sample_max_new_tokens": 5, "generate.strategy": "nucleus",
+                           "generate.max_new_tokens": 6, "generator.eval_pairs": 4})
+    trainer = generator_trainer(cfg, run_dir(out, "coral"), [], reward=question)
+    calls, sampler, loss = [], trainer.task.objective.samplers["nucleus"], trainer.task.loss
+    sample = sampler.sample
+    sampler.sample = lambda request: (calls.__setitem__(-1, calls[-1] + 1), sample(request))[1]
+    trainer.task.loss = lambda batch: (calls.append(0), loss(batch))[1]
+    assert trainer.fit().step == 3
+    torch.save(calls, os.path.join(out, f"calls{rank}.pt"))
+    policy, model = trainer.task.policy, trainer.task.model
+    ids, mask = policy.prompts([[5, 6, 7], [8, 9]], torch.device("cpu"))
+    g = GenerateConfig(strategy="nucleus", top_p=0.9, max_new_tokens=8)
+    torch.manual_seed(7)
+    with gathered(model):  # the sharded model generates (KV cache, no collective inside generate)
+        sharded = policy.sample(model, ids, mask, g, num_return_sequences=2, bf16=False).ids
+    gather_to_twin(model, trainer._twin)
+    if rank == 0:
+        torch.manual_seed(7)
+        plain = policy.sample(trainer._twin, ids, mask, g, num_return_sequences=2, bf16=False).ids
+        torch.save({"sharded": sharded, "plain": plain}, os.path.join(out, "gen.pt"))
+    trainer.close()
+    leave_process_group()
+
+
+@pytest.mark.slow
+def test_fsdp_coral_samples_on_policy_and_generates_like_the_unsharded_model(tmp_path):
+    recipe = write_recipe(tmp_path)
+    mp.start_processes(_coral_worker, args=(2, _free_port(), recipe, str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    gen = torch.load(tmp_path / "gen.pt")
+    assert torch.equal(gen["sharded"], gen["plain"])
+    calls = [torch.load(tmp_path / f"calls{r}.pt") for r in (0, 1)]
+    assert any(a != b for a, b in zip(*calls)), calls  # a rank sampled alone: no hang
+    records = run_dir(tmp_path, "coral").read_metrics()
+    assert any(r["event"] == "eval" and r.get("val_R3") is not None for r in records)
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]

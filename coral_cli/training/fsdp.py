@@ -66,6 +66,9 @@ def gathered(model: nn.Module) -> Iterator[None]:
         yield
         return
     model._coral_gathered = True  # type: ignore[assignment]
+    # `generate` may call a child first (an encoder-decoder's encoder): FSDP2 must know its root
+    # before any child runs, which its root forward would settle; FSDP2 has no public call for it
+    model._get_fsdp_state()._lazy_init()  # type: ignore[operator]
     try:
         for m in modules:
             m.set_reshard_after_forward(False, recurse=False)
