@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import time
 
 import pytest
 import torch
@@ -28,6 +29,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _spawn(fn, recipe: str, out, timeout: float) -> None:
+    """Run `fn` on 2 spawned ranks; a rank still running after `timeout` seconds (a hang) fails the test."""
+    ctx = mp.start_processes(fn, args=(2, _free_port(), recipe, str(out)), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"the ranks still ran after {timeout:.0f} s: a collective hung")
 
 
 def _recording(trainer, losses: list) -> None:
@@ -85,8 +97,7 @@ def _worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
 @pytest.mark.slow
 def test_fsdp_on_two_cpu_ranks_matches_one_process_saves_and_resumes_exactly(tmp_path):
     recipe = write_recipe(tmp_path)
-    mp.start_processes(_worker, args=(2, _free_port(), recipe, str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    _spawn(_worker, recipe, tmp_path, timeout=240)
     r0, r1 = torch.load(tmp_path / "fsdp.pt"), torch.load(tmp_path / "fsdp1.pt")
 
     cfg = resolve(recipe, {**OVERRIDES, "train.grad_accum": 2})
@@ -173,8 +184,7 @@ def _coral_worker(rank: int, world: int, port: int, recipe: str, out: str) -> No
 @pytest.mark.slow
 def test_fsdp_coral_samples_on_policy_and_generates_like_the_unsharded_model(tmp_path):
     recipe = write_recipe(tmp_path)
-    mp.start_processes(_coral_worker, args=(2, _free_port(), recipe, str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    _spawn(_coral_worker, recipe, tmp_path, timeout=180)
     gen = torch.load(tmp_path / "gen.pt")
     assert torch.equal(gen["sharded"], gen["plain"])
     calls = [torch.load(tmp_path / f"calls{r}.pt") for r in (0, 1)]
