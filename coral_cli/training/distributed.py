@@ -93,7 +93,9 @@ def broadcast(value: Any, info: DistInfo) -> Any:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP wrapper (for generate, saving)."""
+    """The module inside a torch.compile and/or DDP wrapper (for generate, saving). An FSDP2 model
+    is sharded in place: itself."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     return getattr(model, "module", model)
 
 
