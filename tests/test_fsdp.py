@@ -119,6 +119,7 @@ def test_fsdp_on_two_cpu_ranks_matches_one_process_saves_and_resumes_exactly(tmp
         torch.testing.assert_close(fsdp_last[key], single_last[key], rtol=0, atol=1e-5, msg=key)
     meta = json.loads((tmp_path / "fsdp" / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert meta["loop"]["step"] == 4
+    assert (tmp_path / "fsdp" / "checkpoints" / "best" / "model.safetensors").exists()  # written after an eval
 
     # save -> load: the loaded checkpoint gives the sharded model's logits
     from coral_cli.generator.loading import load_policy
@@ -192,3 +193,71 @@ def test_fsdp_coral_samples_on_policy_and_generates_like_the_unsharded_model(tmp
     records = run_dir(tmp_path, "coral").read_metrics()
     assert any(r["event"] == "eval" and r.get("val_R3") is not None for r in records)
     assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]
+
+
+def _lora_steps(model, rows: torch.Tensor, steps: int = 3) -> list[float]:
+    """`steps` AdamW steps of the causal LM loss on `rows`; the losses."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.05, foreach=False)
+    losses = []
+    for _ in range(steps):
+        loss = model(input_ids=rows, labels=rows).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _lora_model():
+    from coral_cli.config.schema import LoraConfig
+    from coral_cli.generator.pretrained.lora import add_lora
+    from tests.test_lora import _base
+
+    return add_lora(_base("llama"), LoraConfig(enabled=True, r=4, alpha=8, dropout=0.0)).train()
+
+
+def _lora_worker(rank: int, world: int, port: int, recipe: str, out: str) -> None:
+    from coral_cli.training.fsdp import cpu_twin, gather_to_twin, shard_model
+    from tests.test_lora import IDS
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo")
+    model = _lora_model()
+    twin = cpu_twin(model) if rank == 0 else None
+    shard_model(model, torch.device("cpu"), bf16=True)  # bf16 stays off on a CPU: exact comparison
+    assert sum(type(m).__name__ == "FSDPLlamaDecoderLayer" for m in model.modules()) == 2  # a group per layer
+    losses = _lora_steps(model, IDS[rank : rank + 1])
+    gather_to_twin(model, twin)
+    if rank == 0:
+        adapters = {k: v for k, v in twin.state_dict().items() if "lora_" in k}
+        torch.save({"losses": losses, "adapters": adapters}, os.path.join(out, "lora.pt"))
+    leave_process_group()
+
+
+@pytest.mark.slow
+def test_fsdp_trains_lora_adapters_like_one_process(tmp_path):
+    from tests.test_lora import IDS
+
+    _spawn(_lora_worker, "", tmp_path, timeout=120)
+    sharded = torch.load(tmp_path / "lora.pt")
+    model = _lora_model()
+    losses = _lora_steps(model, IDS)  # both rows at once: the global batch (rows of equal length)
+    own = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+    assert sharded["adapters"].keys() == own.keys() and own
+    for key in own:
+        torch.testing.assert_close(sharded["adapters"][key], own[key], rtol=0, atol=1e-5, msg=key)
+    assert max(v.abs().max().item() for k, v in own.items() if "lora_B" in k) > 1e-3  # the adapters moved
+    assert len(losses) == 3 and losses[0] != losses[-1]
+
+
+def test_the_retriever_refuses_fsdp(tmp_path):
+    from coral_cli.errors import ConfigError
+    from coral_cli.tasks.train import retriever_trainer
+    from tests.tiny import tiny_config
+
+    cfg = tiny_config("bert", **{"retriever.train.strategy": "fsdp"})
+    with pytest.raises(ConfigError, match="generator only"):
+        retriever_trainer(cfg, run_dir(tmp_path, "r"), [])
