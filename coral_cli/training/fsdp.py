@@ -83,8 +83,12 @@ def gathered(model: nn.Module) -> Iterator[None]:
 
 
 def cpu_twin(model: nn.Module) -> nn.Module:
-    """An unsharded CPU copy of `model` (before sharding): rank 0 writes and reads checkpoints through it."""
-    return copy.deepcopy(model).cpu()
+    """An unsharded CPU copy of `model` (before sharding): rank 0 writes and reads checkpoints
+    through it. Copied on the CPU (the model goes there and back), never twice on the GPU."""
+    device = next(model.parameters()).device
+    twin = copy.deepcopy(model.cpu())
+    model.to(device)
+    return twin
 
 
 def _options(**kw: Any) -> Any:
