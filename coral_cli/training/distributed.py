@@ -1,4 +1,5 @@
-"""Multi-GPU / multi-node training through `torchrun` (PyTorch DDP).
+"""Multi-GPU / multi-node training through `torchrun` (PyTorch DDP, or FSDP2 with
+`train.strategy = "fsdp"`: training/fsdp.py).
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; each process then trains on every WORLD_SIZE-th
 batch of the same seeded epoch plan, gradients are averaged by DDP, rank 0 alone logs, evaluates
