@@ -94,6 +94,10 @@ class TrainConfig:
     save_epochs: int = opt(1, "write last/ every N epochs (and always when training ends)", min=1, trains=False)
     log_every: int = opt(10, "log training stats every N optimizer steps", min=1, trains=False)
     bf16: bool = opt(True, "bf16 autocast on CUDA devices that support it (the CPU: runtime.cpu_bf16)")
+    strategy: str = opt("ddp", "under torchrun: ddp (a full copy per rank) or fsdp (FSDP2: parameters, gradients and "
+                        "AdamW state sharded across ranks; bf16 parameters with fp32 reduction on CUDA)",
+                        choices=("ddp", "fsdp"), trains=False)
+    compile: bool = opt(False, "torch.compile the model's training forward (slower start, faster steps)", trains=False)
 
 
 @dataclass

@@ -13,8 +13,9 @@ import torch
 
 def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad lists of ids -> (ids (B, T) long, mask (B, T) bool); T >= 1."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    width = max(1, int(lengths.max()) if len(seqs) else 1)
+    sizes = [len(s) for s in seqs]
+    lengths = torch.tensor(sizes, dtype=torch.long)
+    width = max([1, *sizes])  # from the lists, not the tensor: no read back in a training step
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         if len(s):

@@ -50,6 +50,8 @@ class GeneratorTask:
         self.val = {k: v[:n] for k, v in val.items()}
         self.val_references = [policy.text(r) for r in self.val["response_ids"]]  # for the collapse alarms
         coral = cfg.objective.loss == "coral"
+        o = cfg.objective  # whether a step samples the policy itself (under FSDP it then stays gathered)
+        self.generates_in_step = coral and o.policy == "mix" and o.random_ratio < 1
         self.metric, self.higher_is_better = ("val_R3", True) if coral else ("val_loss", False)
 
     def batches(self, epoch: int) -> list[np.ndarray]:

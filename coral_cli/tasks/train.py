@@ -189,6 +189,9 @@ def train_retriever(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume:
 
 def retriever_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any]) -> Trainer:
     """The trainer for a retriever (under torchrun: this rank's; rank 0 alone writes the run)."""
+    if cfg.retriever.train.strategy == "fsdp":
+        raise ConfigError("retriever.train.strategy = \"fsdp\" is for the generator only",
+                          "use ddp for the retriever (it fits on one device)")
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
     tok = load_tokenizer(cfg.tokenizer.name)

@@ -1,4 +1,5 @@
-"""Multi-GPU / multi-node training through `torchrun` (PyTorch DDP).
+"""Multi-GPU / multi-node training through `torchrun` (PyTorch DDP, or FSDP2 with
+`train.strategy = "fsdp"`: training/fsdp.py).
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; each process then trains on every WORLD_SIZE-th
 batch of the same seeded epoch plan, gradients are averaged by DDP, rank 0 alone logs, evaluates
@@ -93,7 +94,9 @@ def broadcast(value: Any, info: DistInfo) -> Any:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP wrapper (for generate, saving)."""
+    """The module inside a torch.compile and/or DDP wrapper (for generate, saving). An FSDP2 model
+    is sharded in place: itself."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     return getattr(model, "module", model)
 
 

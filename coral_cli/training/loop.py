@@ -27,6 +27,8 @@ from coral_cli.device import autocast_dtype
 from coral_cli.errors import AssetError, CoralError
 from coral_cli.runs import RunDir
 from coral_cli.training.distributed import DistInfo, any_rank, broadcast, global_index, shard, unwrap
+from coral_cli.training.fsdp import (cpu_twin, full_optimizer_state, gather_to_twin, gathered,
+                                     load_full_optimizer_state, scatter_from_twin, shard_model)
 from coral_cli.training.events import EvalEnd, Listener, Saved, StepEnd, TrainEnd, TrainStart
 from coral_cli.training.state import LoopState, check_resumable, load_state, save_state
 
@@ -77,11 +79,18 @@ class Trainer:
                  listeners: Sequence[Listener] = (), dist: DistInfo = DistInfo()) -> None:
         self.task, self.cfg, self.run, self.device, self.dist = task, cfg, run, device, dist
         self.listeners = list(listeners) if dist.is_main else []
-        if dist.enabled:  # gradients are averaged across ranks through the DDP wrapper's forward
+        self.fsdp = dist.enabled and cfg.strategy == "fsdp"
+        self._twin: torch.nn.Module | None = None  # FSDP: rank 0's unsharded CPU copy, for checkpoints
+        if self.fsdp:  # sharded in place: the task's forward runs through FSDP2's hooks
+            self._twin = cpu_twin(task.model) if dist.is_main else None
+            shard_model(task.model, device, cfg.bf16)
+        elif dist.enabled:  # gradients are averaged across ranks through the DDP wrapper's forward
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
             task.forward_model = DistributedDataParallel(getattr(task, "forward_model", task.model), device_ids=ids)
+        if cfg.compile:  # the forward the loss uses; generation and saving use the module itself
+            task.forward_model = torch.compile(getattr(task, "forward_model", task.model))
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in task.model.named_parameters():
             if p.requires_grad:
@@ -89,7 +98,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
               "lr_scale": cfg.head_lr_scale if head else 1.0} for (decay, head), params in sorted(groups.items())],
-            lr=cfg.lr, fused=device.type in ("cpu", "cuda"),  # one kernel for all tensors, not ~10 ops per tensor
+            lr=cfg.lr, fused=device.type in ("cpu", "cuda") and not self.fsdp,  # one kernel for all tensors, not ~10 ops per tensor
         )
         dtype = autocast_dtype(device) if cfg.bf16 else None
         self.autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
@@ -100,7 +109,7 @@ class Trainer:
         """Free the DDP wrapper while the process group still exists. Its reducer holds the group:
         freed after the group is destroyed, it would destroy gloo's group under the GIL while a gloo
         thread waits for the GIL to free a tensor, a hang (pytorch/pytorch#56297)."""
-        if self.dist.enabled:
+        if self.dist.enabled or self.cfg.compile:
             self.task.forward_model = unwrap(self.task.forward_model)
             gc.collect()
 
@@ -135,8 +144,12 @@ class Trainer:
                 self.run.rewind_metrics(0)
             return
         try:
-            self.task.load_model(last)
-            self.state, extra = load_state(last, self.optimizer)
+            if self.fsdp:
+                self._load_sharded(last)
+                self.state, extra = load_state(last, _Recorder(self.task.model, self.optimizer))
+            else:
+                self.task.load_model(last)
+                self.state, extra = load_state(last, self.optimizer)
             if extra and hasattr(self.task, "load_extra_state"):
                 self.task.load_extra_state(extra)
         except Exception as exc:  # a truncated or foreign file
@@ -263,7 +276,11 @@ class Trainer:
         The loss is divided by the group's real size (a final partial group is the mean over its own
         batches); under DDP only the group's last batch all-reduces the accumulated gradients."""
         skip_sync = self.dist.enabled and i != group[-1]
-        with self.task.forward_model.no_sync() if skip_sync else contextlib.nullcontext():
+        if self.fsdp:
+            self.task.model.set_requires_gradient_sync(not skip_sync)
+        # FSDP with on-policy sampling: the step keeps the whole model gathered (see fsdp.gathered)
+        gather = gathered(self.task.model) if getattr(self.task, "generates_in_step", False) else contextlib.nullcontext()
+        with self.task.forward_model.no_sync() if skip_sync and not self.fsdp else contextlib.nullcontext(), gather:
             batch = self.task.collate(spec, self.state.epoch, global_index(i, self.dist))
             with self.autocast():
                 loss, stats = self.task.loss(batch)
@@ -312,10 +329,12 @@ class Trainer:
         st = self.state
         self._last_eval = st.step
         metrics, improved = None, False
+        with gathered(self.task.model):  # FSDP: rank 0 evaluates alone on the gathered model
+            if self.dist.is_main:
+                self.task.model.eval()
+                with torch.no_grad(), self.autocast():
+                    metrics = self.task.evaluate()
         if self.dist.is_main:
-            self.task.model.eval()
-            with torch.no_grad(), self.autocast():
-                metrics = self.task.evaluate()
             value = float(metrics[self.task.metric])
             if not math.isfinite(value):
                 improved = False
@@ -325,8 +344,9 @@ class Trainer:
                 improved = value > st.best if self.task.higher_is_better else value < st.best
             if improved:
                 st.best, st.bad_evals = value, 0
-                with atomic_directory(self.run.checkpoint("best")) as tmp:
-                    self.task.save_model(tmp)
+                if not self.fsdp:
+                    with atomic_directory(self.run.checkpoint("best")) as tmp:
+                        self.task.save_model(tmp)
             else:
                 st.bad_evals += 1
                 if self.cfg.patience and st.bad_evals >= self.cfg.patience:
@@ -335,17 +355,68 @@ class Trainer:
                 st.stopped = "collapse"
             self._log({"event": "eval", "step": st.step, "epoch": st.epoch, "improved": improved, **metrics})
             self.emit(EvalEnd(st.step, st.epoch, metrics, improved))
-        st.best, st.bad_evals, st.stopped = broadcast((st.best, st.bad_evals, st.stopped), self.dist)
+        st.best, st.bad_evals, st.stopped, improved = broadcast((st.best, st.bad_evals, st.stopped, improved),
+                                                                 self.dist)
+        if improved and self.fsdp:  # gathering the full state is a collective: every rank takes part
+            gather_to_twin(self.task.model, self._twin)
+            if self.dist.is_main:
+                with atomic_directory(self.run.checkpoint("best")) as tmp, self._on_twin():
+                    self.task.save_model(tmp)
 
     def _save_last(self) -> None:
+        optimizer: Any = self.optimizer
+        if self.fsdp:  # the full model and optimizer state, gathered to rank 0 (a collective)
+            gather_to_twin(self.task.model, self._twin)
+            optimizer = _Recorder(self.task.model, self.optimizer, full_optimizer_state(self.task.model, self.optimizer))
         if not self.dist.is_main:
             return
         path = self.run.checkpoint("last")
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path) as tmp, self._on_twin():
             self.task.save_model(tmp)
             extra = self.task.extra_state() if hasattr(self.task, "extra_state") else None
-            save_state(tmp, self.optimizer, self.state, extra)
+            save_state(tmp, optimizer, self.state, extra)
         self.emit(Saved(self.state.step, path))
+
+    def _load_sharded(self, folder: Path) -> None:
+        """FSDP resume: rank 0 reads `folder` into its unsharded twin, then every rank takes its shard."""
+        if self.dist.is_main:
+            with self._on_twin():
+                self.task.load_model(folder)
+        scatter_from_twin(self.task.model, self._twin)
+
+    @contextlib.contextmanager
+    def _on_twin(self) -> Any:
+        """Under FSDP on rank 0: the task's model (and its policy's) is the unsharded twin for a while,
+        so `save_model` / `load_model` write and read the one-process checkpoint layout unchanged."""
+        twin, task = self._twin, self.task
+        if twin is None:
+            yield
+            return
+        policy = getattr(task, "policy", None)
+        model = task.model
+        task.model = twin
+        if policy is not None:
+            policy.model = twin
+        try:
+            yield
+        finally:
+            task.model = model
+            if policy is not None:
+                policy.model = model
+
+
+class _Recorder:
+    """Stands in for the optimizer in `save_state` / `load_state` under FSDP: hands over the full
+    state gathered beforehand, and loads a read one into the sharded optimizer on every rank."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, full: dict | None = None) -> None:
+        self.model, self.optimizer, self.full = model, optimizer, full
+
+    def state_dict(self) -> dict:
+        return self.full or {}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_full_optimizer_state(self.model, self.optimizer, state)
 
 
 def accumulation_group(i: int, n: int, grad_accum: int) -> range:

@@ -61,6 +61,9 @@ def run_generate(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
         kw["logits_processor"] = LogitsProcessorList([record, *kw.get("logits_processor", [])])
     with torch.autocast(input_ids.device.type, dtype=dtype, enabled=dtype is not None), \
             (record.attached(model) if record is not None else nullcontext()):
+        # never HF's `synced_gpus` (on by default for an FSDP model: an all-reduce per token): a sharded
+        # model generates inside `training.fsdp.gathered`, where one rank can decode alone
+        extra.setdefault("synced_gpus", False)
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, **kw, **extra)
 
 
