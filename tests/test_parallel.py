@@ -65,7 +65,10 @@ def test_after_a_failure_nothing_new_starts_and_the_error_carries_the_log(tmp_pa
 
 
 PARENT = """
-import pathlib, sys
+import pathlib, signal, sys
+# a foreground process's Ctrl-C handling, even when pytest itself runs as a background job (which
+# starts its children with SIGINT ignored, as a shell does for `cmd &`)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from coral_cli.pipeline.parallel import TasksInterrupted, run_tasks
 from coral_cli.pipeline.schedule import Task
 d = pathlib.Path(sys.argv[1])
