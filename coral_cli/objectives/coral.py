@@ -91,10 +91,9 @@ class CoralObjective:
         margin for the first); rloo: for the k samples of a context, the mean reward of the
         other k - 1 (others keep the margin)."""
         cfg = self.cfg
-        if cfg.baseline == "moving-average":
-            b = torch.full_like(f, cfg.margin) if self.ema is None else self.ema.to(f.dtype).expand_as(f)
-            return b
-        b = torch.full_like(f, cfg.margin)
+        if cfg.baseline == "moving-average" and self.ema is not None:
+            return self.ema.to(f.dtype).expand_as(f)
+        b = torch.full_like(f, cfg.margin)  # fixed, rloo's non-samples, and the first moving-average batch
         if cfg.baseline == "rloo":
             for start, stop, k in cs.groups:
                 g = f[start:stop].view(-1, k)
