@@ -209,14 +209,3 @@ def _flat(report: dict[str, Any]) -> dict[str, float]:
     if report["alpha"]["choice"]["alpha"] is not None:
         flat["alpha"] = report["alpha"]["choice"]["alpha"]
     return flat
-
-
-def check_gates(metrics: dict[str, float], under: dict[str, float]) -> list[dict[str, Any]]:
-    """--fail-under name=value: one row per gate; a name the report lacks is an error naming those it has."""
-    gates = []
-    for name, threshold in under.items():
-        if name not in metrics:
-            raise CoralError(f"gate on unknown metric '{name}'", f"metrics in this report: {', '.join(metrics) or 'none'}")
-        gates.append({"metric": name, "fail": "under", "threshold": threshold, "value": metrics[name],
-                      "passed": metrics[name] >= threshold})
-    return gates

@@ -93,12 +93,13 @@ def report(
 ) -> None:
     """Means per aspect or win rates (with length control), sign tests, Krippendorff's alpha."""
     from coral_cli.annotate.study import load_study
-    from coral_cli.annotate.study_report import build_report, check_gates
-    from coral_cli.commands.evaluate import _gates
+    from coral_cli.annotate.study_report import build_report
+    from coral_cli.commands.evaluate import parse_gates
+    from coral_cli.metrics.report import check_gates
 
-    under = _gates(fail_under)
+    under = parse_gates(fail_under)
     r = build_report(load_study(study), resamples, seed)
-    r["gates"] = check_gates(r["metrics"], under)
+    r["gates"] = check_gates(r, under, {})
     if json:
         print_json(r)
     else:

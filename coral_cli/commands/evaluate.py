@@ -56,7 +56,7 @@ def evaluate(
     chosen = _families(metrics, bleu)
     check_finite(margin=margin)
     check_out_file(out_file, "report.json")
-    under, over = _gates(fail_under), _gates(fail_over)
+    under, over = parse_gates(fail_under), parse_gates(fail_over)
     evaluators = dict(_pair(e, "--evaluator esim=runs/esim/checkpoints/best") for e in evaluator or [])
     ps = read_predictions(predictions)
     if references:
@@ -269,7 +269,8 @@ def _families(metrics: Optional[str], bleu: str) -> tuple[str, ...]:
     return chosen
 
 
-def _gates(values: Optional[list[str]]) -> dict[str, float]:
+def parse_gates(values: Optional[list[str]]) -> dict[str, float]:
+    """--fail-under / --fail-over values (METRIC=VALUE, comma lists, repeatable) -> {metric: threshold}."""
     gates: dict[str, float] = {}
     for item in values or []:
         for part in item.split(","):

@@ -146,7 +146,7 @@ def check_gates(report: dict[str, Any], under: dict[str, float], over: dict[str,
         for name, threshold in table.items():
             if name not in report["metrics"]:
                 raise CoralError(f"gate on unknown metric '{name}'",
-                                 f"metrics in this report: {', '.join(report['metrics'])}")
+                                 f"metrics in this report: {', '.join(report['metrics']) or 'none'}")
             value = report["metrics"][name]
             passed = value >= threshold if op == "under" else value <= threshold
             gates.append({"metric": name, "fail": op, "threshold": threshold, "value": value, "passed": passed})
