@@ -74,3 +74,32 @@ def test_a_coral_run_fits_logs_and_saves_the_debias(tmp_path):
     saved = {k.removeprefix("extra."): v for k, v in load_file(str(run.checkpoint("last") / OPTIM_FILE)).items()}
     assert LengthDebias.from_tensors(saved) == LengthDebias(**record)
     assert steps and all("f_R_raw" in s for s in steps)
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_the_fit_of_the_start_and_does_not_fit_again(tmp_path, monkeypatch):
+    """The fit samples the validation contexts (minutes on a real model): a resume takes it from
+    last/ instead of sampling again."""
+    import coral_cli.tasks.train as train
+    from coral_cli.config import resolve
+    from coral_cli.runs import run_dir
+    from tests.tiny_generator import write_recipe
+
+    cfg = resolve(write_recipe(tmp_path), {"objective.loss": "coral", "objective.policy": "mix",
+                                           "objective.p_plus": 0.5, "objective.length_debias": "residual",
+                                           "objective.length_debias_pairs": 8, "train.max_steps": 1,
+                                           "objective.sample_max_new_tokens": 4})
+    run = run_dir(tmp_path, "debias").create(cfg, "coral coral train")
+
+    def words(contexts, responses):
+        return [min(1.0, 0.05 * len(r.split())) for r in responses]
+
+    train.train_generator(cfg, run, [], reward=words)
+    saved = LengthDebias(**json.loads((run.root / "length_debias.json").read_text()))
+    fits = []
+    real = train.fit_length_debias
+    monkeypatch.setattr(train, "fit_length_debias", lambda *a: fits.append(1) or real(*a))
+    cfg.train.max_steps = 2
+    trainer = train.generator_trainer(cfg, run, [], reward=words, resume=True)
+    trainer.fit(resume=True)
+    assert fits == [] and trainer.task.objective.length_debias == saved

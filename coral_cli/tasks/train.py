@@ -127,15 +127,17 @@ def train_generator(cfg: CoralConfig, run: RunDir, listeners: list[Any], resume:
     if resume and has_state(run.checkpoint("last")):
         check_resume_base(run.checkpoint("last"))  # a LoRA run's base must not have changed: before any loading
     with cpu_bf16(cfg.runtime.cpu_bf16):
-        trainer = generator_trainer(cfg, run, listeners, reward)
+        trainer = generator_trainer(cfg, run, listeners, reward, resume)
         try:
             return trainer.fit(resume)
         finally:
             trainer.close()
 
 
-def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], reward: RewardFn | None = None) -> Trainer:
-    """The trainer for `cfg` (data, generator, reward, objective built; under torchrun, this rank's)."""
+def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], reward: RewardFn | None = None,
+                      resume: bool = False) -> Trainer:
+    """The trainer for `cfg` (data, generator, reward, objective built; under torchrun, this rank's).
+    `resume` from a last/ skips the length-debias fit: the checkpoint carries the run's own."""
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
     policy, base = build_policy(cfg, device)
@@ -152,7 +154,8 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     val = generator_data(cfg.data, "validation", policy)
     objective = build_objective(cfg, f_r, policy, train.get("pool_ids", []), device)
     task = GeneratorTask(policy, objective, train, val, cfg, device, f_r, base)
-    if cfg.objective.loss == "coral" and cfg.objective.length_debias == "residual":
+    resuming = resume and has_state(run.checkpoint("last"))
+    if cfg.objective.loss == "coral" and cfg.objective.length_debias == "residual" and not resuming:
         objective.length_debias = broadcast(fit_length_debias(cfg, policy, f_r, val, device, info), info)
         if info.is_main:  # beside config.toml, for the reader; the checkpoints carry it for a resume
             atomic_write_text(run.root / "length_debias.json", json.dumps(objective.length_debias.record(), indent=1))
