@@ -188,6 +188,23 @@ def test_reference_model_is_the_base_with_adapters_off():
             pass
 
 
+def test_adapters_from_an_init_are_their_own_reference():
+    """CORAL after CE-FT: the reference is the CE-FT policy where training started (a frozen copy of
+    the adapted model), not the base with adapters off, and it stays there while the policy moves."""
+    base, model = _lora("llama")
+    start_logits = _out(model).logits
+    frozen = frozen_copy(model)
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    _out(model, labels=True).loss.backward()
+    opt.step()
+    with reference_model(model, frozen) as ref:
+        assert ref is frozen and ref.training == model.training
+        torch.testing.assert_close(_out(ref).logits, start_logits, atol=1e-6, rtol=0)
+    assert not torch.allclose(start_logits, _out(base).logits)  # the start is not the base
+    assert not torch.allclose(_out(model.eval()).logits, start_logits)  # and the policy did move
+
+
 def test_kl_penalty_values_and_gradients():
     logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -0.7, float("-inf")]], requires_grad=True)
     ref = torch.tensor([[-1.5, -1.0, -9.0], [-0.3, -0.2, float("-inf")]], requires_grad=True)

@@ -91,6 +91,17 @@ def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base
     assert meta["adapter"] and meta["base"]["spec"] == str(base)
     out = generate_for_contexts(policy, policy.context_ids(CONTEXTS, 64), GenerateConfig(strategy="greedy", max_new_tokens=5))
     assert len(out) == 2 and all(isinstance(o["responses"][0], str) for o in out)
+    # CORAL from these adapters (--init, as after CE-FT): the KL's reference is the trained start, not the base
+    follow = config(base, tmp_path, **{"generator.init": str(last), "objective.p_plus": 0.0})
+    policy, _ = build_policy(follow, CPU)
+    objective = build_objective(follow, _fn(), policy, [[5]], CPU)
+    assert objective.reference is not None and hasattr(objective.reference, "peft_config")
+    ctx, resp = policy.context_ids(CONTEXTS, 64), policy.response_ids(RESPONSES, 16)
+    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
+    torch.manual_seed(0)
+    _, stats = objective(policy.model.train(), TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]),
+                                                          np.random.default_rng(0), CONTEXTS))
+    assert stats["kl"].item() == pytest.approx(0.0, abs=1e-6)  # the adapters off would differ: they trained
     # resume continues from the adapters; a changed base is refused
     resumed = generator_trainer(cfg, run, [])
     resumed.cfg.max_steps = 4

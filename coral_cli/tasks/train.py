@@ -90,8 +90,11 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
                      bf16=cfg.train.bf16)
     names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
     samplers = {name: SAMPLERS.get(name)(env) for name in names}
-    # the KL term's reference: the policy with adapters off (LoRA), else a frozen copy of the start
-    reference = frozen_copy(policy.model) if o.kl_coef and not hasattr(policy.model, "peft_config") else None
+    # the KL term's reference is the policy where training started (built before a resume loads last/):
+    # LoRA adapters that start at zero need no copy (adapters off is the start); adapters from --init
+    # (say, a CE-FT run) and full fine-tuning get a frozen copy
+    fresh_adapters = hasattr(policy.model, "peft_config") and not cfg.generator.init
+    reference = frozen_copy(policy.model) if o.kl_coef and not fresh_adapters else None
     return CoralObjective(o, reward, samplers, policy, reference)
 
 
