@@ -48,6 +48,19 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the bundled SmolLM2 GGUF converted once for the session (about 20 s):
+    the conversion test checks that conversion, the tests of the real model load from it
+    (monkeypatch CORAL_CACHE_DIR to it)."""
+    from coral_cli.generator.pretrained.sources import load_lm
+
+    cache = tmp_path_factory.mktemp("smollm2-cache")
+    model, _, _ = load_lm("smollm2", "cpu", cache_dir=cache)
+    del model
+    return cache
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

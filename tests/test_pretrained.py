@@ -204,14 +204,13 @@ def test_gguf_is_converted_once_into_a_plain_safetensors_folder(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_bundled_smollm2_converts_caches_and_chats(tmp_path, monkeypatch):
-    model, tok, source = load_lm("smollm2", "cpu", cache_dir=tmp_path)
-    folder = tmp_path / "pretrained" / source.identity["fingerprint"]
+def test_bundled_smollm2_converts_caches_and_chats(smollm2_cache, monkeypatch):
+    source = resolve_lm("smollm2")  # smollm2_cache converted it into a fresh folder
+    folder = smollm2_cache / "pretrained" / source.identity["fingerprint"]
     assert (folder / "model.safetensors").is_file() and source.identity["name"] == "smollm2"
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
-    del model
     monkeypatch.setattr(pretrained, "_convert", lambda *a: pytest.fail("converted again"))
-    cached, tok, _ = load_lm("smollm2", "cpu", cache_dir=tmp_path)
+    cached, tok, _ = load_lm("smollm2", "cpu", cache_dir=smollm2_cache)
     assert type(cached) is LlamaForCausalLM and getattr(cached, "hf_quantizer", None) is None
 
     direct = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file)

@@ -1,5 +1,5 @@
 """The real bundled model: SmolLM2-135M-Instruct loads offline, replies in English to DailyDialog
-contexts, and takes one LoRA CORAL step (slow: ~20 s to convert the GGUF once, then seconds)."""
+contexts, and takes one LoRA CORAL step (slow: the session's smollm2_cache converts the GGUF once, ~20 s)."""
 
 import re
 
@@ -19,7 +19,8 @@ REFERENCES = ["You know that is tempting but is really not good for our fitness 
 
 
 @pytest.mark.slow
-def test_bundled_smollm2_replies_in_english_and_takes_a_lora_coral_step():
+def test_bundled_smollm2_replies_in_english_and_takes_a_lora_coral_step(smollm2_cache, monkeypatch):
+    monkeypatch.setenv("CORAL_CACHE_DIR", str(smollm2_cache))  # converted once for the session
     cfg = resolve(None, {"generator.pretrained": "smollm2", "generator.lora.enabled": True, "objective.loss": "coral",
                          "objective.p_plus": 0.5, "objective.policy": "mix", "objective.sample_max_new_tokens": 12,
                          "objective.kl_coef": 0.05, "runtime.seed": 0})
