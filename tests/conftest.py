@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,6 +21,8 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2` on 2 cores: one thread per worker, not two each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 REQUIRE_SHARED = "CORAL_REQUIRE_SHARED"  # "1" (CI, .ci/run): missing shared data fails instead of skipping
@@ -50,14 +58,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def smollm2_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder holding the bundled SmolLM2 GGUF converted once for the session (about 20 s):
+    """A cache folder holding the bundled SmolLM2 GGUF converted once for the run (about 20 s):
     the conversion test checks that conversion, the tests of the real model load from it
     (monkeypatch CORAL_CACHE_DIR to it)."""
     from coral_cli.generator.pretrained.sources import load_lm
 
-    cache = tmp_path_factory.mktemp("smollm2-cache")
-    model, _, _ = load_lm("smollm2", "cpu", cache_dir=cache)
-    del model
+    with built_once(tmp_path_factory, "smollm2-cache") as (cache, built):
+        if not built:
+            model, _, _ = load_lm("smollm2", "cpu", cache_dir=cache)
+            del model
     return cache
 
 
@@ -78,6 +87,25 @@ def cli(runner: CliRunner):
     return invoke
 
 
+@contextmanager
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder for a costly session fixture, shared by every pytest-xdist worker of the run (each
+    would otherwise build its own): yields (folder, built) under a file lock. The caller builds
+    into the folder when `built` is false; the folder counts as built once the block exits cleanly."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's basetemp, above each worker's own
+    folder = root / name
+    with FileLock(str(folder) + ".lock"):
+        mark = folder / ".built"
+        built = mark.exists()
+        if not built:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        yield folder, built
+        mark.touch()
+
+
 @pytest.fixture(scope="session")
 def overfit_generator(tmp_path_factory):
     """A tiny generator trained with CE to overfit 32 DailyDialog pairs: (cfg, run, state, losses)."""
@@ -85,14 +113,19 @@ def overfit_generator(tmp_path_factory):
     from coral_cli.runs import run_dir
     from coral_cli.tasks.train import train_generator
     from coral_cli.training.events import StepEnd
+    from coral_cli.training.state import LoopState
     from tests.tiny_generator import write_recipe
 
-    tmp = tmp_path_factory.mktemp("gen")
-    cfg = resolve(write_recipe(tmp))
-    run = run_dir(tmp, "overfit").create(cfg, "coral coral train")
-    losses: list[float] = []
-    state = train_generator(cfg, run, [lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None])
-    return cfg, run, state, losses
+    with built_once(tmp_path_factory, "overfit-generator") as (tmp, built):
+        cfg = resolve(write_recipe(tmp))
+        run = run_dir(tmp, "overfit")
+        if not built:
+            losses: list[float] = []
+            listener = lambda e: losses.append(e.stats["loss"]) if isinstance(e, StepEnd) else None  # noqa: E731
+            state = train_generator(cfg, run.create(cfg, "coral coral train"), [listener])
+            (tmp / "outcome.json").write_text(json.dumps({"state": asdict(state), "losses": losses}))
+        outcome = json.loads((tmp / "outcome.json").read_text())
+    return cfg, run, LoopState(**outcome["state"]), outcome["losses"]
 
 
 @pytest.fixture(scope="session")

@@ -99,10 +99,10 @@ def test_generation_is_seeded_in_order_and_bounded(trained, tok):
 @pytest.mark.slow
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     extra = "\n[runtime]\nseed = 3\n"
-    cfg = resolve(write_recipe(tmp_path, extra), {"train.max_steps": 20, "train.save_every": 6, "generator.dropout": 0.1,
+    cfg = resolve(write_recipe(tmp_path, extra), {"train.max_steps": 10, "train.save_every": 4, "generator.dropout": 0.1,
                                                   "train.log_every": 1})
-    full, killed, state = full_and_resumed(cfg, tmp_path, kill_at=9)
-    assert state.step == 20
+    full, killed, state = full_and_resumed(cfg, tmp_path, kill_at=6)  # 2 steps past the save at 4
+    assert state.step == 10
     a = load_generator(full.checkpoint("last"))[0].state_dict()
     b = load_generator(killed.checkpoint("last"))[0].state_dict()
     for key in a:
