@@ -66,6 +66,7 @@ def test_tiny_model_overfits_32_pairs_and_greedy_reproduces_a_response(trained, 
     assert len(exact) >= 4, list(zip([o["responses"][0] for o in out], refs))
 
 
+@pytest.mark.slow
 def test_checkpoint_is_plain_hugging_face_format(trained):
     from transformers import BartForConditionalGeneration
 
@@ -74,6 +75,7 @@ def test_checkpoint_is_plain_hugging_face_format(trained):
     assert model.config.d_model == 64 and model.config.eos_token_id == 102
 
 
+@pytest.mark.slow
 def test_generation_is_seeded_in_order_and_bounded(trained, tok):
     _, run, _, _ = trained
     model, tok, _ = load_generator(run.checkpoint("last"))
