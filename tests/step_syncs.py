@@ -1,4 +1,5 @@
-"""Count host reads of device tensors (what would stall a CUDA stream) during one training step."""
+"""Count host reads of device tensors during one training step: explicit reads (`.item()`, `.cpu()`, ...)
+and ops whose output size depends on the values (a boolean index, `nonzero`). Each would stall a CUDA stream."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ from torch.overrides import TorchFunctionMode
 HOST_READS = {"item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__"}
 
 
+# Ops whose output size depends on tensor values: CUDA must tell the host that size, so each syncs
+DATA_DEPENDENT_SHAPES = {"nonzero", "masked_select", "argwhere", "unique", "unique_consecutive"}
+
+
+def _bool_index(args: tuple) -> bool:
+    """Is this x[mask] / x[mask] = v with a boolean tensor mask (a nonzero under the hood)?"""
+    if len(args) < 2:
+        return False
+    index = args[1] if isinstance(args[1], tuple) else (args[1],)
+    return any(torch.is_tensor(i) and i.dtype == torch.bool for i in index)
+
+
 class SyncCounter(TorchFunctionMode):
     """Records (method, the project's innermost frame, the innermost frame) of every host read inside the mode.
     Moves to the device (`.to`) are not counted: on a CPU test they cannot be told from a move to the host."""
@@ -22,7 +35,9 @@ class SyncCounter(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in HOST_READS and args and torch.is_tensor(args[0]):
+        if name in DATA_DEPENDENT_SHAPES or (name in ("__getitem__", "__setitem__") and _bool_index(args)):
+            name = f"{name} (its size needs the device's values)"
+        if (name in HOST_READS and args and torch.is_tensor(args[0])) or name.endswith("values)"):
             stack = traceback.extract_stack()[:-1]
             ours = [f for f in stack if "/coral_cli/" in f.filename or "/plugins/" in f.filename]
             where = f"{ours[-1].filename.split('/coral_cli/')[-1]}:{ours[-1].lineno}" if ours else "?"

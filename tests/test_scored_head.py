@@ -63,6 +63,13 @@ def test_scored_positions_only_give_the_full_logprobs_and_gradients(make):
     assert (fast[~scored] == 0).all() and (fast[scored] < 0).all()
     torch.testing.assert_close(policy.scored_logits(policy.model, batch),
                                policy.logits(policy.model, batch)[scored], rtol=1e-5, atol=1e-5)
+    # the ground truth's count is known on the host: the rows are gathered by index (no sync), and
+    # a batch without the count (boolean index) gives the same log-probs
+    assert batch.scored == int(scored.sum())
+    assert batch.scored_index().tolist() == scored.flatten().nonzero().squeeze(1).tolist()
+    batch.scored = None
+    torch.testing.assert_close(policy.logprobs(policy.model, batch), fast, rtol=0, atol=0)
+    batch.scored = int(scored.sum())
 
     weights = torch.linspace(-1, 2, scored.shape[0])[:, None]  # CORAL's per-sequence R3 (eq. 2)
     grads = []
@@ -84,6 +91,8 @@ def test_a_model_without_a_hugging_face_head_gets_its_full_logits_masked():
     where = torch.tensor([[True, False, True], [False, False, True]])
     model = Plain()
     torch.testing.assert_close(scored_logits(lambda: model(x), model, where), (x * 2)[where])
+    index = where.flatten().nonzero().squeeze(1)
+    torch.testing.assert_close(scored_logits(lambda: model(x), model, where, index), (x * 2)[where])
 
 
 def test_a_hidden_state_that_does_not_match_the_labels_is_a_clear_error():

@@ -30,13 +30,18 @@ def test_padding_ids_reads_no_tensor_back():
 
 @pytest.mark.slow
 def test_a_coral_step_reads_back_only_in_decoding(tmp_path):
-    """With a reward that scores the generator's ids, the CORAL step's only host reads are in
-    on-policy decoding (HF `generate`'s all-rows-finished check and the nucleus sampler's)."""
+    """With a reward that scores the generator's ids, the CORAL step's host reads are in on-policy
+    decoding (HF `generate`'s all-rows-finished check, the nucleus sampler's data-dependent rows),
+    plus one for the candidates' label count: sampled lengths live on the device, so their
+    teacher batch finds its scored rows with a boolean index (one sync, beside decoding's dozens)."""
     cfg = resolve(write_recipe(tmp_path), {**OVERRIDES, "objective.loss": "coral", "objective.p_plus": 0.5})
     trainer = generator_trainer(cfg, run_dir(tmp_path, "coral"), [], reward=lambda c, r: [0.5] * len(r))
     reward = make(ResponseTokenReward, "test-token-syncs", trainer.task.policy.tokenizer)
     trainer.task.objective.reward = trainer.task.reward = reward
     sites = own_syncs(one_step_syncs(trainer))
     assert sites  # on-policy decoding did run
-    assert {where for _, where, _ in sites} <= {"generator/decoding/sampling.py:67", "generator/decoding/nucleus.py:112",
-                                                 "generator/decoding/nucleus.py:133"}, sites
+    files = {where.rsplit(":", 1)[0] for _, where, _ in sites}
+    assert files <= {"generator/decoding/sampling.py", "generator/decoding/nucleus.py",
+                     "generator/core/logprobs.py", "generator/core/scored_head.py"}, sites
+    outside = {k: n for k, n in sites.items() if not k[1].startswith("generator/decoding/")}
+    assert sum(outside.values()) == 2, outside  # the candidates' rows: the LM head's and the labels'

@@ -22,8 +22,9 @@ class CrossEntropy:
 
     def __call__(self, model: Any, train_batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         batch = train_batch.teacher
-        scored = batch.labels.ne(IGNORE)
-        logits = self.policy.scored_logits(model, batch)  # (N, V): the LM head skips padding
-        loss = F.cross_entropy(logits.float(), batch.labels[scored], label_smoothing=self.label_smoothing)
+        scored, index = batch.labels.ne(IGNORE), batch.scored_index()
+        logits = self.policy.scored_logits(model, batch, index)  # (N, V): the LM head skips padding
+        targets = batch.labels[scored] if index is None else batch.labels.reshape(-1).index_select(0, index)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
         n = scored.sum()
         return loss, {"nll": loss.detach(), "target_tokens": n.detach().float(), "tokens": batch.tokens}

@@ -48,9 +48,19 @@ class TeacherBatch:
     decoder_input_ids: torch.Tensor | None  # (B, T), or None for decoder-only models
     labels: torch.Tensor  # (B, T): T = S for decoder-only models
     tokens: int  # real (unpadded) tokens, for throughput
+    scored: int | None = None  # label tokens, where the host knows the count without reading the device
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    def scored_index(self) -> torch.Tensor | None:
+        """(M,) flat row-major positions of the label tokens when `scored` is known, else None.
+        `torch.nonzero_static` with a size known on the host needs no host-device sync and keeps
+        shapes static for torch.compile, where a boolean index (`x[labels != IGNORE]`) syncs on
+        CUDA to learn M and breaks the compiled graph."""
+        if self.scored is None:
+            return None
+        return torch.nonzero_static(self.labels.reshape(-1).ne(IGNORE), size=self.scored).squeeze(1)
 
 
 @dataclass

@@ -9,9 +9,13 @@ import torch.nn.functional as F
 from coral_cli.generator.core.batch import IGNORE, Responses
 
 
-def label_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
     """(M, V) logits of the M scored positions (labels != IGNORE, row-major) and the (B, T) labels
-    -> (B, T) log-probabilities of the labels, 0 where IGNORE."""
+    -> (B, T) log-probabilities of the labels, 0 where IGNORE. `index` (M,), the scored positions
+    as flat indices (`TeacherBatch.scored_index`), avoids the boolean index's host-device sync."""
+    if index is not None:
+        logp = -F.cross_entropy(logits.float(), labels.reshape(-1).index_select(0, index), reduction="none")
+        return torch.zeros(labels.numel(), dtype=logp.dtype, device=logp.device).index_copy(0, index, logp).view(labels.shape)
     scored = labels.ne(IGNORE)
     logp = -F.cross_entropy(logits.float(), labels[scored], reduction="none")
     return torch.zeros(scored.shape, dtype=logp.dtype, device=logp.device).masked_scatter(scored, logp)

@@ -96,14 +96,17 @@ class Policy:
         `record` (see `run_generate`) collects the log-probs of the tokens in `Responses.ids`."""
         raise NotImplementedError
 
-    def scored_logits(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
+    def scored_logits(self, model: Any, batch: TeacherBatch, index: torch.Tensor | None = None) -> torch.Tensor:
         """(M, V) logits of the M label tokens (labels != IGNORE, row-major): `logits` with the LM
-        head run on those positions only (generator/core/scored_head.py)."""
-        return scored_logits(lambda: self.logits(model, batch), model, batch.labels.ne(IGNORE))
+        head run on those positions only (generator/core/scored_head.py). `index`: the batch's
+        `scored_index()`, when the caller has it already."""
+        index = batch.scored_index() if index is None else index
+        return scored_logits(lambda: self.logits(model, batch), model, batch.labels.ne(IGNORE), index)
 
     def logprobs(self, model: Any, batch: TeacherBatch) -> torch.Tensor:
         """(B, T) log P of each label token (0 where IGNORE)."""
-        return label_logprobs(self.scored_logits(model, batch), batch.labels)
+        index = batch.scored_index()
+        return label_logprobs(self.scored_logits(model, batch, index), batch.labels, index)
 
     def ground_truth(self, context_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
                      device: torch.device | str) -> tuple[TeacherBatch, torch.Tensor, torch.Tensor]:
@@ -111,6 +114,7 @@ class Policy:
         ids, mask = self.prompts(context_ids, device)
         batch = self.teacher(ids, mask, Responses.from_lists(response_ids, self.pad_id, device))
         batch.tokens = sum(len(c) for c in context_ids) + sum(len(r) + 1 for r in response_ids)
+        batch.scored = sum(len(r) + 1 for r in response_ids)  # every response token, then its end token
         return batch, ids, mask
 
 

@@ -27,10 +27,12 @@ def output_layer(model: Any) -> torch.nn.Module | None:
 
 
 @contextlib.contextmanager
-def head_only_at(model: Any, where: torch.Tensor) -> Iterator[bool]:
+def head_only_at(model: Any, where: torch.Tensor, index: torch.Tensor | None = None) -> Iterator[bool]:
     """Inside, the model's LM head sees hidden[where] (M, d) instead of hidden (B, T, d), so the
-    model's logits come out (M, V), rows in row-major order of `where`. Yields False (and changes
-    nothing) for a model without an output layer."""
+    model's logits come out (M, V), rows in row-major order of `where`. `index` (M,), the flat
+    positions of `where`'s True entries (`TeacherBatch.scored_index`), gathers the same rows
+    without the boolean index's host-device sync. Yields False (and changes nothing) for a model
+    without an output layer."""
     head = output_layer(model)
     if head is None:
         yield False
@@ -40,7 +42,8 @@ def head_only_at(model: Any, where: torch.Tensor) -> Iterator[bool]:
         hidden = args[0]
         if hidden.shape[:2] != where.shape:
             raise RuntimeError(f"the LM head got hidden states {tuple(hidden.shape)}, labels are {tuple(where.shape)}")
-        return (hidden[where], *args[1:])
+        rows = hidden[where] if index is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+        return (rows, *args[1:])
 
     handle = head.register_forward_pre_hook(select)
     try:
@@ -49,9 +52,13 @@ def head_only_at(model: Any, where: torch.Tensor) -> Iterator[bool]:
         handle.remove()
 
 
-def scored_logits(logits_of: Callable[[], torch.Tensor], model: Any, where: torch.Tensor) -> torch.Tensor:
-    """(M, V) logits at the True positions of `where` (B, T): `logits_of()` runs the model with its
-    head restricted to them, or, for a model without a Hugging Face output layer, in full."""
-    with head_only_at(model, where) as restricted:
+def scored_logits(logits_of: Callable[[], torch.Tensor], model: Any, where: torch.Tensor,
+                  index: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, V) logits at the True positions of `where` (B, T) (or at the flat positions `index`, the
+    same rows without a sync): `logits_of()` runs the model with its head restricted to them, or,
+    for a model without a Hugging Face output layer, in full."""
+    with head_only_at(model, where, index) as restricted:
         logits = logits_of()
-    return logits if restricted else logits[where]
+    if restricted:
+        return logits
+    return logits[where] if index is None else logits.reshape(-1, logits.shape[-1]).index_select(0, index)
