@@ -98,6 +98,9 @@ class TrainConfig:
                         "AdamW state sharded across ranks; bf16 parameters with fp32 reduction on CUDA)",
                         choices=("ddp", "fsdp"), trains=False)
     compile: bool = opt(False, "torch.compile the model's training forward (slower start, faster steps)", trains=False)
+    pad_to_multiple: int = opt(1, "pad each batch's prompts and responses to a multiple of N tokens: a few static "
+                               "shapes let cuBLAS, the caching allocator and torch.compile settle (GPU); 1 = off. "
+                               "The padding costs its compute, not the LM head's (that skips it)", min=1, trains=False)
 
 
 @dataclass

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 import torch
 
 
-def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad lists of ids -> (ids (B, T) long, mask (B, T) bool); T >= 1."""
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu",
+            multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad lists of ids -> (ids (B, T) long, mask (B, T) bool); T >= 1, rounded up to a
+    multiple of `multiple` (a few static widths instead of one per batch)."""
     sizes = [len(s) for s in seqs]
     lengths = torch.tensor(sizes, dtype=torch.long)
     width = max([1, *sizes])  # from the lists, not the tensor: no read back in a training step
+    width = -(-width // multiple) * multiple
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         if len(s):

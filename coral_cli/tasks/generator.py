@@ -42,6 +42,7 @@ class GeneratorTask:
         self.policy, self.objective, self.cfg, self.device, self.reward = policy, objective, cfg, device, reward
         self.base = base
         self.model = policy.model
+        policy.pad_multiple = cfg.train.pad_to_multiple
         self.forward_model: torch.nn.Module = self.model  # the DDP wrapper when distributed
         self.ctx, self.resp, self.texts = train["context_ids"], train["response_ids"], train.get("texts")
         self.pool_index = np.asarray(train.get("pool_index", np.full(len(self.ctx), -1)))

@@ -24,8 +24,9 @@ class Responses:
     ended: torch.Tensor
 
     @classmethod
-    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> Responses:
-        ids, mask = pad_ids(seqs, pad_id, device)
+    def from_lists(cls, seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str,
+                   multiple: int = 1) -> Responses:
+        ids, mask = pad_ids(seqs, pad_id, device, multiple)
         return cls(ids, mask, torch.ones(len(seqs), dtype=torch.bool, device=ids.device))
 
     def lists(self) -> list[list[int]]:
@@ -83,8 +84,9 @@ class TrainBatch:
         return self.teacher.tokens
 
 
-def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_left(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | str,
+             multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad lists of ids -> (ids (B, T), mask (B, T)): prompts of a decoder-only model end at
     the same position, so generation continues all rows from the last column."""
-    ids, mask = pad_ids([list(reversed(s)) for s in seqs], pad_id, device)
+    ids, mask = pad_ids([list(reversed(s)) for s in seqs], pad_id, device, multiple)
     return ids.flip(1), mask.flip(1)

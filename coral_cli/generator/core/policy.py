@@ -41,6 +41,7 @@ class Policy:
 
     def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, end_id: int) -> None:
         self.model, self.tokenizer, self.end_id = model, tokenizer, end_id
+        self.pad_multiple = 1  # prompts and responses padded to a multiple of this (train.pad_to_multiple)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_id
 
     @property
@@ -112,7 +113,7 @@ class Policy:
                      device: torch.device | str) -> tuple[TeacherBatch, torch.Tensor, torch.Tensor]:
         """(teacher batch, prompt ids, prompt mask) of dataset pairs, every response ended."""
         ids, mask = self.prompts(context_ids, device)
-        batch = self.teacher(ids, mask, Responses.from_lists(response_ids, self.pad_id, device))
+        batch = self.teacher(ids, mask, Responses.from_lists(response_ids, self.pad_id, device, self.pad_multiple))
         batch.tokens = sum(len(c) for c in context_ids) + sum(len(r) + 1 for r in response_ids)
         batch.scored = sum(len(r) + 1 for r in response_ids)  # every response token, then its end token
         return batch, ids, mask
@@ -138,7 +139,7 @@ class Seq2SeqPolicy(Policy):
         return encode.encode_batch(batch, self.tokenizer, cfg)
 
     def prompts(self, context_ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_ids([[self.start_id, *c, self.end_id] for c in context_ids], self.pad_id, device)
+        return pad_ids([[self.start_id, *c, self.end_id] for c in context_ids], self.pad_id, device, self.pad_multiple)
 
     def teacher(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: Responses) -> TeacherBatch:
         n, length = responses.ids.shape

@@ -70,7 +70,7 @@ class CausalPolicy(Policy):
                                             return_dict=True)["input_ids"])
 
     def prompts(self, context_ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_left(context_ids, self.pad_id, device)
+        return pad_left(context_ids, self.pad_id, device, self.pad_multiple)
 
     def teacher(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: Responses) -> TeacherBatch:
         """[pads, prompt | response, end, pads]; labels are shifted so that label t is the token

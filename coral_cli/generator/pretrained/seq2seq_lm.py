@@ -81,7 +81,7 @@ class PretrainedSeq2SeqPolicy(Seq2SeqPolicy):
         return Policy.encode_batch(self, batch, cfg)
 
     def prompts(self, context_ids: Sequence[Sequence[int]], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_ids(context_ids, self.pad_id, device)  # already whole encoder inputs
+        return pad_ids(context_ids, self.pad_id, device, self.pad_multiple)  # already whole encoder inputs
 
     def sample(self, model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, g: GenerateConfig,
                num_return_sequences: int | None = None, bf16: bool = True,
