@@ -35,9 +35,10 @@ class SyncCounter(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in DATA_DEPENDENT_SHAPES or (name in ("__getitem__", "__setitem__") and _bool_index(args)):
+        sized_by_values = name in DATA_DEPENDENT_SHAPES or (name in ("__getitem__", "__setitem__") and _bool_index(args))
+        if sized_by_values:
             name = f"{name} (its size needs the device's values)"
-        if (name in HOST_READS and args and torch.is_tensor(args[0])) or name.endswith("values)"):
+        if sized_by_values or (name in HOST_READS and args and torch.is_tensor(args[0])):
             stack = traceback.extract_stack()[:-1]
             ours = [f for f in stack if "/coral_cli/" in f.filename or "/plugins/" in f.filename]
             where = f"{ours[-1].filename.split('/coral_cli/')[-1]}:{ours[-1].lineno}" if ours else "?"

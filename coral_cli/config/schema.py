@@ -240,8 +240,8 @@ class ObjectiveConfig:
                            min=0.0, max=0.9999)
     rloo_k: int = opt(4, "on-policy samples per context for the rloo baseline", min=2)
     kl_coef: float = opt(0.0, "beta: weight of the KL guard to the policy where training started (the pretrained "
-                         "model with LoRA adapters off, or a frozen copy of --init) on the on-policy samples, normalised like the CORAL "
-                         "term; 0 = off", min=0.0)
+                         "model with LoRA adapters off, or a frozen copy of --init) on the on-policy samples, "
+                         "normalised like the CORAL term; 0 = off", min=0.0)
     kl_estimator: str = opt("k1-reward", "k1-reward: the sequence's log pi - log ref, detached, lowers its reward "
                             "(gradient: KL(pi || ref)); k2: 1/2 (log pi - log ref)^2 per token as a loss (gradient: "
                             "the per-token KL(pi || ref)); k3: exp(log ref - log pi) - (log ref - log pi) - 1 as a "
