@@ -52,7 +52,9 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     report = json.loads(result.stdout)  # stdout is the JSON and nothing else
     ce = report["ce_training"]
     assert ce["coral_trainer"]["tokens_per_s"] > 0 and ce["hf_seq2seq_trainer"]["tokens_per_s"] > 0
-    assert ce["throughput_ratio"] > 0
+    assert ce["throughput_ratio"] == pytest.approx(ce["coral_trainer"]["tokens_per_s"] / ce["hf_seq2seq_trainer"]["tokens_per_s"])
+    for side in (ce["coral_trainer"], ce["hf_seq2seq_trainer"]):  # warm-up and steady state apart, on both sides
+        assert side["warmup_seconds_per_step"] > 0 and side["seconds_per_step"] > 0
     assert report["coral_mix_step"]["step_time_ratio"] > 0
     assert report["generation"]["contexts"] == 4 and report["generation"]["speedup"] > 0
     anchor = report["generation"]["anchor"]  # the batched generate loop a user would write, named in the JSON

@@ -44,8 +44,10 @@ def bench(
                       f"samples -> {out}")
             return
         c, g = report["ce_training"], report["generation"]
-        err.print(f"CE: ours {c['coral_trainer']['tokens_per_s']:,.0f} tok/s vs Seq2SeqTrainer "
-                  f"{c['hf_seq2seq_trainer']['tokens_per_s']:,.0f} (x{c['throughput_ratio']:.2f}); CORAL mix step "
+        ours, hf = c["coral_trainer"], c["hf_seq2seq_trainer"]
+        err.print(f"CE, steady state: ours {ours['tokens_per_s']:,.0f} tok/s vs Seq2SeqTrainer "
+                  f"{hf['tokens_per_s']:,.0f} (x{c['throughput_ratio']:.2f}; warm-up window "
+                  f"{ours['warmup_seconds_per_step']:.2f} vs {hf['warmup_seconds_per_step']:.2f} s/step); CORAL mix step "
                   f"x{report['coral_mix_step']['step_time_ratio']:.2f} of CE; generation x{g['speedup']:.2f} "
                   f"of a batched generate loop -> {out}")
     else:
