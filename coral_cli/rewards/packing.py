@@ -23,6 +23,8 @@ def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device | s
     for i, s in enumerate(seqs):
         if len(s):
             ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    if torch.device(device).type == "cuda":  # from pinned memory the copies really run asynchronously
+        ids, lengths = ids.pin_memory(), lengths.pin_memory()
     ids = ids.to(device, non_blocking=True)
     return ids, lengths_mask(lengths.to(device, non_blocking=True), width)
 
