@@ -7,7 +7,9 @@
 #   2. a short CE training of that generator, then the time to generate all 5,740 DailyDialog test
 #      responses (nucleus p 0.9, <= 40 tokens), with a look at what it says.
 # Needs coral installed as the README says and a CUDA device. Writes OUT_DIR (default gpu-check/):
-# env.json, bench.json, train.log, test-predictions.jsonl (+ .config.json), eval.json, summary.json;
+# env.json, bench.json (with --profile), profile-ce_step.txt and profile-decode.txt (torch.profiler: the top
+# ops by device time of one CE step and one decoding batch), train.log, test-predictions.jsonl
+# (+ .config.json), eval.json, summary.json;
 # the trained generator goes to RUNS_DIR (default OUT_DIR/runs).
 # Smaller (a CPU dry run): STEPS=3 CONTEXTS=16 PAIRS=16 TRAIN_STEPS=2 MAX_PAIRS=64 SETS="generator.d_model=64 ..."
 #   bash scripts/gpu-check.sh [OUT_DIR]
@@ -27,7 +29,7 @@ stamp() { echo "[$(( SECONDS - t0 ))s] $*" >&2; }
 coral env --json --device "$device" > "$out/env.json"
 stamp "bench at paper size"
 coral bench --recipe recipes/dailydialog/coral-bert-mix.toml --device "$device" --steps "$steps" \
-  --contexts "$contexts" --pairs "$pairs" --rewards bert,esim,dmi "${limit[@]}" "${sets[@]}" --out "$out/bench.json"
+  --contexts "$contexts" --pairs "$pairs" --rewards bert,esim,dmi --profile "${limit[@]}" "${sets[@]}" --out "$out/bench.json"
 
 stamp "CE training, $train_steps steps"
 rm -rf "$runs/ce"
@@ -57,6 +59,11 @@ summary = {
     "ce_tokens_per_s": {"coral": bench["ce_training"]["coral_trainer"]["tokens_per_s"],
                         "seq2seq_trainer": bench["ce_training"]["hf_seq2seq_trainer"]["tokens_per_s"],
                         "ratio": bench["ce_training"]["throughput_ratio"]},
+    "ce_mfu": {side: bench["ce_training"][key].get("mfu") for side, key in
+               (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
+    "ce_seconds_per_step": {side: {"warmup": bench["ce_training"][key]["warmup_seconds_per_step"],
+                                   "steady": bench["ce_training"][key]["seconds_per_step"]}
+                            for side, key in (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
     "coral_mix_step_over_ce_step": bench["coral_mix_step"]["step_time_ratio"],
     "generation_responses_per_s": {"coral": bench["generation"]["responses_per_s"],
                                    "batched_generate_loop": bench["generation"]["anchor"]["responses_per_s"],
@@ -71,6 +78,8 @@ summary = {
                 for r in rows[:: max(1, len(rows) // 5)][:5]],
 }
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+for stage, prof in bench.get("profile", {}).items():  # torch.profiler: top ops by device time
+    (out / f"profile-{stage}.txt").write_text(prof["table"] + "\n")
 print(json.dumps(summary, indent=2))
 PY
 stamp "done -> $out/summary.json"

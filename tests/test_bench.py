@@ -47,7 +47,8 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     reward = tmp_path / "reward"
     save_reward(build_reward(cfg.retriever, cfg.tokenizer.name), reward)
     result = cli("bench", "--recipe", str(recipe), "--steps", "4", "--contexts", "4", "--pairs", "16",
-                 "--rewards", "esim", "--set", f"objective.reward_checkpoint='{reward}'", "--set", "runtime.cpu_bf16=true")
+                 "--rewards", "esim", "--set", f"objective.reward_checkpoint='{reward}'", "--set", "runtime.cpu_bf16=true",
+                 "--profile")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stdout is the JSON and nothing else
     ce = report["ce_training"]
@@ -66,6 +67,12 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     assert report["coral_mix_step"]["reward"] == report["reward_scoring"]["training_reward"]["checkpoint"] == str(reward)
     assert report["machine"]["autocast"] == ("bfloat16" if cpu_bf16_supported() or report["machine"]["device"]["type"] == "cuda" else "fp32")
     assert report["machine"]["device"]["type"] in ("cpu", "cuda")
+    profile = report["profile"]  # --profile: where one CE step's and one decoding batch's time goes
+    for stage in ("ce_step", "decode"):
+        table = profile[stage]["table"]
+        assert profile[stage]["sorted_by"] == "cpu_time_total" and "Self CPU" in table and "aten::" in table
+    assert "aten::addmm" in profile["ce_step"]["table"] or "aten::mm" in profile["ce_step"]["table"]
+    assert profile["decode"]["contexts"] == 4 and profile["ce_step"]["examples"] > 0
 
 
 TINY_PRETRAINED = """

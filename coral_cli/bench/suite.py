@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from coral_cli import __version__
+from coral_cli.bench.profile import profile_steps
 from coral_cli.bench.stages import generation_speed, hf_trainer_throughput, reward_speed, train_throughput
 from coral_cli.bench.trl_compare import compare_grpo, require_trl
 from coral_cli.config.schema import CoralConfig
@@ -42,20 +43,21 @@ from coral_cli.training.batching import token_budget_batches
 
 
 def run_bench(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...],
-              samples: int = 4) -> dict[str, Any]:
+              samples: int = 4, profile: bool = False) -> dict[str, Any]:
     """Every measurement, ours and the anchors', at one precision: bf16 autocast on CUDA, and on a
     CPU with runtime.cpu_bf16 (Seq2SeqTrainer and GRPOTrainer then get bf16=True).
 
     A recipe with a pretrained LM (`generator.pretrained`) is benched as that model: a CORAL step
     vs trl's GRPOTrainer step with `samples` completions per prompt, and reward scoring. The CE,
     CORAL-vs-CE and generation stages time the paper's from-scratch BART, a model such a recipe
-    never trains, so they are left out (named under "skipped")."""
+    never trains, so they are left out (named under "skipped"). `profile` adds torch.profiler
+    tables of one CE step and one decoding batch (the paper's BART only)."""
     if cfg.generator.pretrained:
         require_trl()  # before any slow work
     with cpu_bf16(cfg.runtime.cpu_bf16):
         if cfg.generator.pretrained:
             return _measure_pretrained(cfg, steps, pairs, rewards, samples)
-        return _measure(cfg, steps, contexts, pairs, rewards)
+        return _measure(cfg, steps, contexts, pairs, rewards, profile)
 
 
 def _measure_pretrained(cfg: CoralConfig, steps: int, pairs: int, rewards: tuple[str, ...],
@@ -78,7 +80,8 @@ def _measure_pretrained(cfg: CoralConfig, steps: int, pairs: int, rewards: tuple
     }
 
 
-def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...]) -> dict[str, Any]:
+def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: tuple[str, ...],
+             profile: bool = False) -> dict[str, Any]:
     device = pick_device(cfg.runtime.device)
     tok = load_tokenizer(cfg.tokenizer.name)
     train = retrieval_data(cfg.data, "train", tok)
@@ -105,6 +108,8 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
     gen = generation_speed(policy, test["context_ids"][:contexts], cfg.generate, device)
 
     scoring = _scoring(cfg, reward, reward_source, pairs, rewards, device, test)
+    extra = {"profile": profile_steps(copy.deepcopy(cfg), tok, data, val, test["context_ids"][:contexts], device)} \
+        if profile else {}
 
     return {
         **_header(cfg, device),
@@ -117,6 +122,7 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
                            "p_plus": o.p_plus, "reward": reward_source},
         "generation": {**gen, "decoding": dataclasses.asdict(cfg.generate)},
         "reward_scoring": scoring,
+        **extra,
     }
 
 

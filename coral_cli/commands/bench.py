@@ -21,6 +21,8 @@ def bench(
     rewards: Annotated[str, typer.Option(help="Retrievers to time, comma separated.")] = "bert,esim,dmi",
     samples: Annotated[int, typer.Option(help="Pretrained LM: completions per prompt in the CORAL vs trl GRPO "
                                               "step (prompts per step: train.max_batch_size // samples).", min=2)] = 4,
+    profile: Annotated[bool, typer.Option("--profile", help="Add torch.profiler tables of one CE step and one "
+                                                           "decoding batch (top ops by time).")] = False,
     max_pairs: MaxPairs = None,
     device: Device = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the JSON here (else stdout).")] = None,
@@ -34,7 +36,7 @@ def bench(
     cfg = load_config(recipe, sets, {"data.max_pairs": max_pairs, "runtime.device": device})
     with err.status("benchmarking (training, generation, scoring)"):
         report = run_bench(cfg, steps, contexts, pairs, tuple(r.strip() for r in rewards.split(",") if r.strip()),
-                           samples)
+                           samples, profile)
     if out:
         write_text(out, jsonlib.dumps(report, indent=2) + "\n")
         if "trl_grpo" in report:
