@@ -52,19 +52,21 @@ def test_the_kl_guard_is_zero_while_the_adapters_are_untrained(base, tmp_path):
     cfg = config(base, tmp_path, **{"objective.p_plus": 0.0, "objective.policy": "mix"})
     policy, _ = build_policy(cfg, CPU)
     assert hasattr(policy.model, "peft_config") and policy.kind == "causal"
-    ctx = policy.context_ids(CONTEXTS, 64)
-    resp = policy.response_ids(RESPONSES, 16)
-    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
-    def batch():  # the same candidates for both runs: on-policy samples, same seeds
-        torch.manual_seed(0)
-        return TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
-
     policy.model.train()  # LoRA dropout on: the reference must see it alike
-    with_kl, stats = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch())
+    with_kl, stats = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, _seeded_batch(policy))
     cfg.objective.kl_coef = 0.0
-    without, _ = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, batch())
+    without, _ = build_objective(cfg, _fn(), policy, [[5]], CPU)(policy.model, _seeded_batch(policy))
     assert stats["kl"].item() == pytest.approx(0.0, abs=1e-6)  # LoRA's B starts at 0: policy == reference
     assert with_kl.item() == pytest.approx(without.item(), abs=1e-6)
+
+
+def _seeded_batch(policy) -> TrainBatch:
+    """The two test contexts with their references, under fixed seeds: each call draws the same
+    candidates (on-policy samples included)."""
+    ctx, resp = policy.context_ids(CONTEXTS, 64), policy.response_ids(RESPONSES, 16)
+    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
+    torch.manual_seed(0)
+    return TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]), np.random.default_rng(0), CONTEXTS)
 
 
 def _fn():
@@ -96,11 +98,7 @@ def test_lora_coral_trains_saves_adapters_and_generates_from_the_checkpoint(base
     policy, _ = build_policy(follow, CPU)
     objective = build_objective(follow, _fn(), policy, [[5]], CPU)
     assert objective.reference is not None and hasattr(objective.reference, "peft_config")
-    ctx, resp = policy.context_ids(CONTEXTS, 64), policy.response_ids(RESPONSES, 16)
-    teacher, ids, mask = policy.ground_truth(ctx, resp, CPU)
-    torch.manual_seed(0)
-    _, stats = objective(policy.model.train(), TrainBatch(teacher, ids, mask, ctx, resp, np.array([-1, -1]),
-                                                          np.random.default_rng(0), CONTEXTS))
+    _, stats = objective(policy.model.train(), _seeded_batch(policy))
     assert stats["kl"].item() == pytest.approx(0.0, abs=1e-6)  # the adapters off would differ: they trained
     # resume continues from the adapters; a changed base is refused
     resumed = generator_trainer(cfg, run, [])

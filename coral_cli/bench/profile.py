@@ -3,7 +3,6 @@ torch.profiler tables (the top ops by device time on CUDA, by CPU time on a CPU)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -30,11 +29,10 @@ def profile_steps(cfg: CoralConfig, tok: Any, data: dict, val: dict, contexts: l
     task = GeneratorTask(policy, CrossEntropy(policy), data, val, cfg, device)
     batch = task.collate(task.batches(0)[0], 0, 0)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=cfg.train.lr)
-    dtype = autocast_dtype(device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    dtype = autocast_dtype(device, cfg.train.bf16)  # the trainer's precision (training/loop.py)
 
     def step() -> None:
-        with autocast:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss, _ = task.loss(batch)
         loss.backward()
         optimizer.step()
