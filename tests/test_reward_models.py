@@ -29,9 +29,33 @@ def test_pack_cross_pair_truncates_the_oldest_context_tokens():
     assert ids.tolist() == [[101, 6, 7, 102, 9, 102], [101, 8, 102, 10, 11, 102]]
     assert types.tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]]
     ids, types, mask = pack_cross_pair(c, cm, r, rm, 101, 102, 0, max_length=20)
-    # width is static (Tc + Tr + 3 = 8, no host sync): extra columns are padding
-    assert ids.tolist() == [[101, 5, 6, 7, 102, 9, 102, 0], [101, 8, 102, 10, 11, 102, 0, 0]]
+    # on a CPU the width is the longest pair's (7), not Tc + Tr + 3 = 8: padding is pure work there
+    assert ids.tolist() == [[101, 5, 6, 7, 102, 9, 102], [101, 8, 102, 10, 11, 102, 0]]
     assert mask.sum(1).tolist() == [7, 6]
+    # on an accelerator it stays Tc + Tr + 3 whatever the lengths, read back from nothing (the meta
+    # device has shapes and no data, so a read back would fail)
+    meta = [t.to("meta") for t in (c, cm, r, rm)]
+    assert pack_cross_pair(*meta, 101, 102, 0, max_length=20)[0].shape == (2, 8)
+
+
+@pytest.mark.parametrize("name", ["bert", "esim", "dmi"])
+def test_device_side_candidates_score_the_same_however_wide_their_padding(name):
+    """On-policy samples arrive padded to the decoding budget: the padding beyond the longest
+    reply changes no score, and on a CPU the retriever never sees it."""
+    torch.manual_seed(0)
+    model = build_reward(tiny_config(name).retriever, "bundled").eval()
+    tok = model.tokenizer
+    ctx = encode.context_ids(tok, [list(c) for c in CONTEXTS], 64)
+    resp = [tok.convert_tokens_to_ids(tok.tokenize(r)) for r in RESPONSES]
+    tight, tight_mask = pad_ids(resp, tok.pad_token_id)
+    wide, wide_mask = pad_ids(resp, tok.pad_token_id, multiple=32)
+    widths = []
+    hook = model.register_forward_pre_hook(lambda m, args: widths.append(args[2].shape[1]))
+    scores = model.score_samples(ctx, wide, wide_mask)
+    hook.remove()
+    assert wide.shape[1] == 32 and widths == [tight.shape[1]]
+    torch.testing.assert_close(scores, model.score_samples(ctx, tight, tight_mask))
+    torch.testing.assert_close(scores, model.score_ids(ctx, resp), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["bert", "esim", "dmi"])

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from coral_cli.config.schema import RetrieverConfig
 from coral_cli.data import encode
 from coral_cli.device import autocast_dtype
-from coral_cli.rewards.packing import pad_ids
+from coral_cli.rewards.packing import pad_ids, trim_on_cpu
 from coral_cli.training.batching import token_budget_batches
 
 
@@ -115,5 +115,5 @@ class RewardModel(nn.Module):
         c, cm = pad_ids([list(x[-self.cfg.max_context_tokens :]) for x in context_ids], self.special.pad, resp.device)
         if rows is not None:
             c, cm = c[rows], cm[rows]
-        rmax = self.cfg.max_response_tokens
-        return self.score_tensors(c, cm, resp[:, :rmax], resp_mask[:, :rmax])
+        resp, resp_mask = trim_on_cpu(resp[:, : self.cfg.max_response_tokens], resp_mask[:, : self.cfg.max_response_tokens])
+        return self.score_tensors(c, cm, resp, resp_mask)

@@ -34,6 +34,16 @@ def lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def trim_on_cpu(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) right-padded -> cut after the longest row on a CPU, where reading the length back
+    costs nothing and every padded column is work (a sampled candidate set is as wide as the
+    decoding budget); unchanged on an accelerator, whose shapes stay static, sync-free."""
+    if ids.device.type != "cpu" or not ids.shape[1]:
+        return ids, mask
+    width = max(1, int(mask.sum(1).max()))
+    return ids[:, :width], mask[:, :width]
+
+
 def wrap_single(ids: torch.Tensor, mask: torch.Tensor, cls_id: int, sep_id: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) right-padded -> "[CLS] x [SEP]" (B, T + 2) and its mask."""
     b, t = ids.shape
@@ -60,7 +70,9 @@ def pack_cross_pair(
     lc = torch.minimum(lc_full, max_length - 3 - lr)
     drop = lc_full - lc  # oldest context tokens that do not fit
     total = lc + lr + 3
-    width = int(min(max_length, tc + tr + 3))
+    width = int(min(max_length, tc + tr + 3))  # static on an accelerator: no read back
+    if ctx.device.type == "cpu" and b:  # on a CPU the longest pair: there padding is pure work, a read back free
+        width = int(total.max())
     out = torch.full((b, width + 1), pad_id, dtype=ctx.dtype, device=ctx.device)  # last column: sink
     sink = width
     j = torch.arange(tc, device=ctx.device)[None, :]
