@@ -64,6 +64,17 @@ def test_bench_writes_every_stage_as_json(cli, tmp_path):
     assert ce["hf_seq2seq_trainer"]["params"] == ours["params"] > 0  # the same model on both sides
     assert ours["model_tflops_per_s"] == pytest.approx(6 * ours["params"] * ours["tokens_per_s"] / 1e12)
     assert set(report["reward_scoring"]) == {"esim", "training_reward"} and report["reward_scoring"]["esim"]["pairs"] == 16
+    # counted arithmetic: the scored head skips the padded positions Seq2SeqTrainer's LM head computes
+    hf = ce["hf_seq2seq_trainer"]
+    assert ce["arithmetic_ratio"] == pytest.approx(hf["flops_per_example"] / ours["flops_per_example"]) and ce["arithmetic_ratio"] > 1
+    peak = report["matmul_peak_tflops"]["bfloat16" if report["machine"]["autocast"] == "bfloat16" else "float32"]
+    for side in (ours, hf, report["coral_mix_step"]["coral"], report["reward_scoring"]["esim"]):
+        per_unit = side.get("flops_per_token") or side["flops_per_pair"]
+        rate = side.get("tokens_per_s") or side["pairs_per_s"]
+        assert side["achieved_tflops_per_s"] == pytest.approx(per_unit * rate / 1e12)
+        assert side["share_of_matmul_peak"] == pytest.approx(side["achieved_tflops_per_s"] / peak)
+    # a CORAL step does the CE step's work plus sampling and the reward on every candidate
+    assert report["coral_mix_step"]["arithmetic_ratio"] > 1
     assert report["coral_mix_step"]["reward"] == report["reward_scoring"]["training_reward"]["checkpoint"] == str(reward)
     assert report["machine"]["autocast"] == ("bfloat16" if cpu_bf16_supported() or report["machine"]["device"]["type"] == "cuda" else "fp32")
     assert report["machine"]["device"]["type"] in ("cpu", "cuda")
@@ -128,3 +139,42 @@ def test_bench_on_a_pretrained_lm_without_trl_says_how_to_install_it(cli, tmp_pa
     assert result.exit_code == 2
     assert "trl" in result.output and "fix: pip install 'trl>=" in result.output
     assert "Traceback" not in result.output
+
+
+def test_flop_counts_match_the_hand_computed_ones():
+    """A linear layer and CPU attention, forward and backward, against the textbook counts
+    (torch's own table leaves the CPU attention kernels out; bench/flops.py adds them)."""
+    import torch
+    from coral_cli.bench.flops import count_flops
+
+    lin = torch.nn.Linear(64, 32)
+    x = torch.randn(5, 64, requires_grad=True)
+    assert count_flops(lambda: lin(x).sum().backward()) == 3 * 2 * 5 * 64 * 32  # y, dx, dW
+    q = torch.randn(2, 4, 10, 16, requires_grad=True)  # (batch, heads, length, head dim)
+    fwd = 2 * (2 * 2 * 4 * 10 * 10 * 16)  # q k^T and p v
+    assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) == fwd
+    both = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward())
+    assert both == fwd + 5 * fwd // 2  # the backward: dv, dp, dq, dk and the recomputed scores
+
+
+def test_matmul_peak_is_measured_once_per_precision():
+    import torch
+    from coral_cli.bench.flops import MatmulPeaks
+
+    peaks = MatmulPeaks(torch.device("cpu"))
+    first = peaks(None)
+    assert first > 0 and peaks(torch.float32) == first  # None is float32, timed once
+    assert set(peaks.table()) == {"what", "float32"} and "GEMM" in peaks.table()["what"]
+
+
+def test_a_failed_flop_count_says_why_instead_of_stopping_the_bench():
+    from coral_cli.bench.flops import count_flops, efficiency, per_unit
+
+    def broken() -> None:
+        raise RuntimeError("mat1 and mat2 must have the same dtype")
+
+    failed = count_flops(broken)
+    assert isinstance(failed, str) and "same dtype" in failed
+    assert per_unit([1000, failed], 10, "token") == {"flops_error": failed}
+    assert per_unit([1000, 3000], 10, "token") == {"flops_per_token": 400.0}
+    assert efficiency(None, 5.0, 1.0) == {}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from coral_cli.bench.flops import count_flops, efficiency, per_unit
 from coral_cli.bench.memory import peak_mib, reset_peak
 from coral_cli.config.schema import CoralConfig, GenerateConfig
 from coral_cli.device import autocast_dtype, decoding_dtype
@@ -25,10 +26,15 @@ from coral_cli.training.events import StepEnd
 from coral_cli.training.loop import Trainer
 
 
+FLOP_BATCHES = 4  # batches whose arithmetic is counted (after the timed run, never inside it)
+
+
 def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_objective: Callable[[Policy], Any],
-                     reward: Any, steps: int, device: torch.device) -> dict[str, Any]:
+                     reward: Any, steps: int, device: torch.device, peak_tflops: float) -> dict[str, Any]:
     """Our trainer for `steps` optimizer steps: tokens/s and seconds/step in the steady state (after
-    the first log window), and the first window's seconds/step apart (warm-up)."""
+    the first log window), and the first window's seconds/step apart (warm-up); then the FLOPs per
+    token of its first batches (forward + backward, sampling and reward included) and the share of
+    the device's measured matmul peak (`peak_tflops`) that rate is."""
     torch.manual_seed(cfg.runtime.seed)
     policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device), tok)
     task = GeneratorTask(policy, make_objective(policy), data, val, cfg, device, reward)
@@ -48,8 +54,30 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
         marks.append(time.perf_counter())
         trainer.fit()
     tokens_per_s = float(np.median(window_tokens_per_s[1:] or window_tokens_per_s))  # steady state
+    memory = peak_mib(device)
+    work = _our_work(task, device, cfg.train.bf16)
     return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, cfg.train.log_every), "steps": steps,
-            **model_flops(policy.model, tokens_per_s, device), **peak_mib(device)}
+            **model_flops(policy.model, tokens_per_s, device), **work,
+            **efficiency(work.get("flops_per_token"), tokens_per_s, peak_tflops), **memory}
+
+
+def _our_work(task: GeneratorTask, device: torch.device, bf16: bool) -> dict[str, float]:
+    """Counted FLOPs per token and per example of our trainer's first `FLOP_BATCHES` batches, at
+    the trainer's precision (`training/loop.py`)."""
+    flops, tokens, examples = [], 0, 0
+    for i, spec in enumerate(task.batches(0)[:FLOP_BATCHES]):
+        batch = task.collate(spec, 0, i)
+
+        def step() -> None:
+            dtype = autocast_dtype(device, bf16)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss, _ = task.loss(batch)
+            loss.backward()
+
+        flops.append(count_flops(step))
+        tokens, examples = tokens + batch.tokens, examples + len(batch.contexts)
+    task.model.zero_grad(set_to_none=True)
+    return {**per_unit(flops, tokens, "token"), **per_unit(flops, examples, "example")}
 
 
 def warmup_and_steady(marks: list[float], window: int) -> dict[str, float]:
@@ -80,9 +108,10 @@ def model_flops(model: torch.nn.Module, tokens_per_s: float, device: torch.devic
 
 
 def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, batch_size: int,
-                          device: torch.device) -> dict[str, Any]:
+                          device: torch.device, peak_tflops: float) -> dict[str, Any]:
     """The same model trained by transformers' Seq2SeqTrainer with its usual settings, timed in the
-    same windows as ours: steady state and warm-up apart."""
+    same windows as ours: steady state and warm-up apart; then its counted FLOPs per token on
+    `FLOP_BATCHES` batches drawn as its sampler draws them (random, padded by its collator)."""
     from datasets import Dataset
     from transformers import (DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
                               TrainerCallback)
@@ -124,8 +153,34 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
         trainer.train()
     phases = warmup_and_steady(marks, window)
     tokens_per_s = batch_size * mean_tokens / phases["seconds_per_step"]
+    memory = peak_mib(device)
+    work = _hf_work(model, ds, trainer.data_collator, batch_size, device, cfg.runtime.seed)
     return {"tokens_per_s": tokens_per_s, **phases, "batch_size": batch_size, "steps": steps,
-            **model_flops(model, tokens_per_s, device), **peak_mib(device)}
+            **model_flops(model, tokens_per_s, device), **work,
+            **efficiency(work.get("flops_per_token"), tokens_per_s, peak_tflops), **memory}
+
+
+def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.device, seed: int) -> dict[str, float]:
+    """Counted FLOPs per token (input ids + labels, the convention of its tokens/s) and per example
+    of the Seq2SeqTrainer side: random batches through its collator, forward + backward at its
+    precision (bf16 autocast where ours has it)."""
+    rng = np.random.default_rng(seed)
+    flops, tokens, examples = [], 0, 0
+    for _ in range(FLOP_BATCHES):
+        rows = [ds[int(i)] for i in rng.choice(len(ds), min(batch_size, len(ds)), replace=False)]
+        batch = {k: v.to(device) for k, v in collator(rows).items()}
+
+        def step() -> None:
+            dtype = autocast_dtype(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = model(**batch).loss
+            loss.backward()
+
+        flops.append(count_flops(step))
+        tokens += sum(len(r["input_ids"]) + len(r["labels"]) for r in rows)
+        examples += len(rows)
+    model.zero_grad(set_to_none=True)
+    return {**per_unit(flops, tokens, "token"), **per_unit(flops, examples, "example")}
 
 
 ANCHOR_BATCH = 64  # what a user writes: `model.generate` over the contexts in input order, 64 at a time
@@ -188,12 +243,17 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def reward_speed(model: Any, contexts: list[list[int]], responses: list[list[int]], device: torch.device) -> dict[str, Any]:
-    """Pairs/s of `score_ids` (length-sorted token-budget batches, inference mode)."""
+def reward_speed(model: Any, contexts: list[list[int]], responses: list[list[int]], device: torch.device,
+                 peak_tflops: float) -> dict[str, Any]:
+    """Pairs/s of `score_ids` (length-sorted token-budget batches, inference mode), then its
+    counted FLOPs per pair and the share of `peak_tflops` (the matmul peak at its precision)."""
     model.to(device)
     reset_peak(device)
     model.score_ids(contexts[:8], responses[:8])  # warm-up
     t0 = time.perf_counter()
     model.score_ids(contexts, responses)
     seconds = time.perf_counter() - t0
-    return {"pairs": len(contexts), "pairs_per_s": len(contexts) / seconds, **peak_mib(device)}
+    memory = peak_mib(device)
+    work = per_unit([count_flops(lambda: model.score_ids(contexts, responses))], len(contexts), "pair")
+    return {"pairs": len(contexts), "pairs_per_s": len(contexts) / seconds, **work,
+            **efficiency(work.get("flops_per_pair"), len(contexts) / seconds, peak_tflops), **memory}

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from coral_cli import __version__
+from coral_cli.bench.flops import MatmulPeaks
 from coral_cli.bench.profile import profile_steps
 from coral_cli.bench.stages import generation_speed, hf_trainer_throughput, reward_speed, train_throughput
 from coral_cli.bench.trl_compare import compare_grpo, require_trl
@@ -67,6 +68,8 @@ def _measure_pretrained(cfg: CoralConfig, steps: int, pairs: int, rewards: tuple
     reward.bf16 = cfg.train.bf16  # as CORAL training scores (load_training_reward)
     name = f"{type(reward).__name__} " + (f"from {reward_source}" if reward_source != FRESH else "(fresh, untrained)")
     grpo = compare_grpo(cfg, reward, name, steps, samples, device)
+    peaks = MatmulPeaks(device)
+    scoring = _scoring(cfg, reward, reward_source, pairs, rewards, device, peaks)
     skipped = "times the paper's from-scratch BART, not the recipe's pretrained LM"
     return {
         **_header(cfg, device),
@@ -75,7 +78,8 @@ def _measure_pretrained(cfg: CoralConfig, steps: int, pairs: int, rewards: tuple
                                                                       "sample_temperature", "kl_coef")},
                   "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},
         "trl_grpo": {**grpo, "reward": reward_source},
-        "reward_scoring": _scoring(cfg, reward, reward_source, pairs, rewards, device),
+        "reward_scoring": scoring,
+        "matmul_peak_tflops": peaks.table(),
         "skipped": {"ce_training": skipped, "coral_mix_step": skipped, "generation": skipped},
     }
 
@@ -88,26 +92,30 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
     data = {"context_ids": train.context_ids, "response_ids": train.response_ids, "pool_index": train.pool_index}
     val = {"context_ids": train.context_ids[:8], "response_ids": train.response_ids[:8]}
     lengths = np.array([len(c) + len(r) + 3 for c, r in zip(train.context_ids, train.response_ids)])
-    plan = token_budget_batches(lengths, cfg.train.batch_tokens, cfg.train.max_batch_size, cfg.runtime.seed)
+    plan = token_budget_batches(lengths, cfg.train.batch_tokens, cfg.train.max_batch_size, cfg.runtime.seed,
+                                response_lengths=np.array([len(r) for r in train.response_ids]))  # as GeneratorTask
     batch_size = max(1, int(round(np.mean([len(b) for b in plan]))))
 
+    peaks = MatmulPeaks(device)
+    train_peak = peaks(autocast_dtype(device, cfg.train.bf16))  # measured before the trainers, on an idle device
     ce_cfg = copy.deepcopy(cfg)
     ce_cfg.objective.loss = "ce"
-    ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy, None, steps, device)
-    hf = hf_trainer_throughput(copy.deepcopy(cfg), tok, data, steps, batch_size, device)
+    ce = train_throughput(ce_cfg, tok, data, val, CrossEntropy, None, steps, device, train_peak)
+    hf = hf_trainer_throughput(copy.deepcopy(cfg), tok, data, steps, batch_size, device, train_peak)
     reward, reward_source = _training_reward(cfg, device)
+    reward.bf16 = cfg.train.bf16  # as CORAL training scores (load_training_reward)
     coral_cfg = copy.deepcopy(cfg)
     coral_cfg.objective.loss, coral_cfg.objective.policy = "coral", "mix"
     o = coral_cfg.objective
     coral = train_throughput(coral_cfg, tok, data, val,
                              lambda policy: build_objective(coral_cfg, reward, policy, train.pool_ids, device),
-                             reward, steps, device)
+                             reward, steps, device, train_peak)
 
     test = encode_pairs(load_pairs(cfg.data, "test"), tok, cfg.data)
     policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device).eval(), tok)
     gen = generation_speed(policy, test["context_ids"][:contexts], cfg.generate, device)
 
-    scoring = _scoring(cfg, reward, reward_source, pairs, rewards, device, test)
+    scoring = _scoring(cfg, reward, reward_source, pairs, rewards, device, peaks, test)
     extra = {"profile": profile_steps(copy.deepcopy(cfg), tok, data, val, test["context_ids"][:contexts], device)} \
         if profile else {}
 
@@ -116,14 +124,24 @@ def _measure(cfg: CoralConfig, steps: int, contexts: int, pairs: int, rewards: t
         "sizes": {"generator": dataclasses.asdict(cfg.generator), "batch_tokens": cfg.train.batch_tokens,
                   "mean_examples_per_batch": batch_size, "train_pairs": len(train),
                   "retriever": {k: v for k, v in dataclasses.asdict(cfg.retriever).items() if k != "train"}},
+        "matmul_peak_tflops": peaks.table(),
         "ce_training": {"coral_trainer": ce, "hf_seq2seq_trainer": hf,
-                        "throughput_ratio": ce["tokens_per_s"] / hf["tokens_per_s"]},
+                        "throughput_ratio": ce["tokens_per_s"] / hf["tokens_per_s"],
+                        # the throughput ratio both trainers would have at equal share of the peak
+                        "arithmetic_ratio": _ratio(hf, ce, "flops_per_example")},
         "coral_mix_step": {"coral": coral, "ce": ce, "step_time_ratio": coral["seconds_per_step"] / ce["seconds_per_step"],
+                           # the step-time ratio at equal share of the peak (decoding is memory-bound: more)
+                           "arithmetic_ratio": _ratio(coral, ce, "flops_per_token"),
                            "p_plus": o.p_plus, "reward": reward_source},
         "generation": {**gen, "decoding": dataclasses.asdict(cfg.generate)},
         "reward_scoring": scoring,
         **extra,
     }
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> float | None:
+    """a[key] / b[key], None where either count failed (the sides then say why)."""
+    return a[key] / b[key] if key in a and key in b else None
 
 
 FRESH = "a fresh retriever of the recipe's [retriever] sizes"
@@ -141,17 +159,20 @@ def _header(cfg: CoralConfig, device: torch.device) -> dict[str, Any]:
 
 
 def _scoring(cfg: CoralConfig, reward: Any, reward_source: str, pairs: int, rewards: tuple[str, ...],
-             device: torch.device, test: Any = None) -> dict[str, Any]:
-    """Pairs/s of each named retriever (fresh, the recipe's sizes) and of the training reward."""
+             device: torch.device, peaks: MatmulPeaks, test: Any = None) -> dict[str, Any]:
+    """Pairs/s of each named retriever (fresh, the recipe's sizes) and of the training reward, each
+    against the matmul peak at the precision it scores in."""
     if test is None:
         test = encode_pairs(load_pairs(cfg.data, "test"), load_tokenizer(cfg.tokenizer.name), cfg.data)
     ctx, resp = list(test["context_ids"][:pairs]), list(test["response_ids"][:pairs])
     scoring = {}
     for name in rewards:
         r_cfg = dataclasses.replace(cfg.retriever, model=name, args={})
-        scoring[name] = reward_speed(build_reward(r_cfg, cfg.tokenizer.name), ctx, resp, device)
+        model = build_reward(r_cfg, cfg.tokenizer.name)
+        scoring[name] = reward_speed(model, ctx, resp, device, peaks(autocast_dtype(device, model.bf16)))
     if reward_source != FRESH:
-        scoring["training_reward"] = {"checkpoint": reward_source, **reward_speed(reward, ctx, resp, device)}
+        peak = peaks(autocast_dtype(device, reward.bf16))
+        scoring["training_reward"] = {"checkpoint": reward_source, **reward_speed(reward, ctx, resp, device, peak)}
     return scoring
 
 

@@ -47,6 +47,8 @@ class GeneratorTask:
         self.ctx, self.resp, self.texts = train["context_ids"], train["response_ids"], train.get("texts")
         self.pool_index = np.asarray(train.get("pool_index", np.full(len(self.ctx), -1)))
         self.lengths = np.array([len(c) + len(r) + 3 for c, r in zip(self.ctx, self.resp)])
+        # an encoder-decoder pads contexts and responses apart: batches group responses of like length too
+        self.response_lengths = np.array([len(r) for r in self.resp]) if policy.kind != "causal" else None
         n = cfg.generator.eval_pairs or len(val["context_ids"])
         self.val = {k: v[:n] for k, v in val.items()}
         self.val_references = [policy.text(r) for r in self.val["response_ids"]]  # for the collapse alarms
@@ -57,7 +59,8 @@ class GeneratorTask:
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
-        return token_budget_batches(self.lengths, t.batch_tokens, t.max_batch_size, self.cfg.runtime.seed, epoch)
+        return token_budget_batches(self.lengths, t.batch_tokens, t.max_batch_size, self.cfg.runtime.seed, epoch,
+                                    self.response_lengths)
 
     def collate(self, spec: np.ndarray, epoch: int, index: int) -> TrainBatch:
         ctx, resp = [self.ctx[i] for i in spec], [self.resp[i] for i in spec]

@@ -4,6 +4,13 @@ Examples are shuffled, cut into large buckets, sorted by length inside each buck
 greedily so that (longest example in the batch) x (batch size) stays within the budget; the
 batch order is shuffled again. The same (seed, epoch) always gives the same batches, which is
 what makes a resumed run continue exactly where it stopped.
+
+An encoder-decoder pads its context and its response apart, so a batch of equal total lengths
+can still be half decoder padding (a long context with a short reply beside the reverse: 50 % of
+the CPU table's decoder positions were padding). Given the responses' lengths, each bucket is
+first split into `RESPONSE_GROUPS` groups of similar response length, then sorted and packed as
+above: 9 % less arithmetic per DailyDialog example at the CPU table's sizes, for 3.6 % more
+batches (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 BUCKET_BATCHES = 50  # a bucket holds about this many batches' worth of examples
+RESPONSE_GROUPS = 3  # with response lengths: groups of similar response length per bucket
 
 
 def token_budget_batches(
@@ -19,8 +27,10 @@ def token_budget_batches(
     max_batch_size: int,
     seed: int | None,
     epoch: int = 0,
+    response_lengths: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Index arrays, one per batch; `seed=None` keeps data order (sorted packing, no shuffle)."""
+    """Index arrays, one per batch; `seed=None` keeps data order (sorted packing, no shuffle).
+    `response_lengths` (an encoder-decoder's decoder side) groups each bucket by them first."""
     lengths = np.asarray(lengths, dtype=np.int64)
     n = len(lengths)
     if n == 0:
@@ -35,8 +45,13 @@ def token_budget_batches(
     batches: list[np.ndarray] = []
     for start in range(0, n, bucket):
         chunk = order[start : start + bucket]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += _pack(chunk, lengths, max_tokens, max_batch_size)
+        groups = [chunk]
+        if response_lengths is not None:
+            by_response = chunk[np.argsort(-np.asarray(response_lengths)[chunk], kind="stable")]
+            groups = np.array_split(by_response, RESPONSE_GROUPS)
+        for group in groups:
+            group = group[np.argsort(-lengths[group], kind="stable")]
+            batches += _pack(group, lengths, max_tokens, max_batch_size)
     perm = rng.permutation(len(batches))
     return [batches[i] for i in perm]
 
