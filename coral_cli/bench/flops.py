@@ -49,8 +49,8 @@ def count_flops(fn: Callable[[], Any]) -> int | str:
 
 
 def per_unit(flops: list[int | str], units: int, unit: str) -> dict[str, Any]:
-    """Counted FLOPs over `units` tokens / examples / pairs -> {"flops_per_<unit>": ...}, or the
-    reason a count failed under "flops_error"."""
+    """Counted FLOPs over `units` runs / tokens / examples / pairs -> {"flops_per_<unit>": ...},
+    or the reason a count failed under "flops_error"."""
     failed = [f for f in flops if isinstance(f, str)]
     if failed:
         return {"flops_error": failed[0]}
@@ -93,12 +93,12 @@ class MatmulPeaks:
         return {"what": f"best of {PEAK_REPEATS} square {n} x {n} GEMMs, TFLOP/s", **self.measured}
 
 
-def efficiency(flops_per_unit: float | None, units_per_s: float, peak_tflops: float) -> dict[str, float]:
-    """FLOPs per unit (token, pair) at a measured rate -> achieved TFLOP/s and its share of the
-    peak; nothing when the FLOPs could not be counted."""
-    if flops_per_unit is None:
+def efficiency(flops: float | None, seconds: float, peak_tflops: float) -> dict[str, float]:
+    """Counted FLOPs done in `seconds` -> achieved TFLOP/s and its share of the peak; nothing when
+    the FLOPs could not be counted."""
+    if flops is None:
         return {}
-    achieved = flops_per_unit * units_per_s / 1e12
+    achieved = flops / seconds / 1e12
     return {"achieved_tflops_per_s": achieved, "share_of_matmul_peak": achieved / peak_tflops}
 
 

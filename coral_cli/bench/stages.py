@@ -26,15 +26,12 @@ from coral_cli.training.events import StepEnd
 from coral_cli.training.loop import Trainer
 
 
-FLOP_BATCHES = 4  # batches whose arithmetic is counted (after the timed run, never inside it)
-
-
 def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_objective: Callable[[Policy], Any],
                      reward: Any, steps: int, device: torch.device, peak_tflops: float) -> dict[str, Any]:
     """Our trainer for `steps` optimizer steps: tokens/s and seconds/step in the steady state (after
-    the first log window), and the first window's seconds/step apart (warm-up); then the FLOPs per
-    token of its first batches (forward + backward, sampling and reward included) and the share of
-    the device's measured matmul peak (`peak_tflops`) that rate is."""
+    the first log window), and the first window's seconds/step apart (warm-up); then, replayed
+    after the run, the FLOPs of the steady-state batches (forward + backward, sampling and reward
+    included) and the share of the device's measured matmul peak (`peak_tflops`) they ran at."""
     torch.manual_seed(cfg.runtime.seed)
     policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device), tok)
     task = GeneratorTask(policy, make_objective(policy), data, val, cfg, device, reward)
@@ -55,17 +52,20 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
         trainer.fit()
     tokens_per_s = float(np.median(window_tokens_per_s[1:] or window_tokens_per_s))  # steady state
     memory = peak_mib(device)
-    work = _our_work(task, device, cfg.train.bf16)
-    return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, cfg.train.log_every), "steps": steps,
+    window = cfg.train.log_every
+    first = window if len(marks) > 2 else 0  # the steady windows' batches, or all when there is one window
+    work = _our_work(task, device, cfg.train.bf16, first, (len(marks) - 1) * window)
+    seconds = marks[-1] - marks[1 if first else 0]
+    return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, window), "steps": steps,
             **model_flops(policy.model, tokens_per_s, device), **work,
-            **efficiency(work.get("flops_per_token"), tokens_per_s, peak_tflops), **memory}
+            **efficiency(work.pop("flops_per_run", None), seconds, peak_tflops), **memory}
 
 
-def _our_work(task: GeneratorTask, device: torch.device, bf16: bool) -> dict[str, float]:
-    """Counted FLOPs per token and per example of our trainer's first `FLOP_BATCHES` batches, at
-    the trainer's precision (`training/loop.py`)."""
-    flops, tokens, examples = [], 0, 0
-    for i, spec in enumerate(task.batches(0)[:FLOP_BATCHES]):
+def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
+    """Counted FLOPs (total, per token, per example) of batches `first` to `stop` of the epoch-0
+    plan the trainer ran, replayed at its precision (`training/loop.py`)."""
+    counts, tokens, examples = [], 0, 0
+    for i, spec in enumerate(task.batches(0)[first:stop], start=first):
         batch = task.collate(spec, 0, i)
 
         def step() -> None:
@@ -74,10 +74,10 @@ def _our_work(task: GeneratorTask, device: torch.device, bf16: bool) -> dict[str
                 loss, _ = task.loss(batch)
             loss.backward()
 
-        flops.append(count_flops(step))
+        counts.append(count_flops(step))
         tokens, examples = tokens + batch.tokens, examples + len(batch.contexts)
     task.model.zero_grad(set_to_none=True)
-    return {**per_unit(flops, tokens, "token"), **per_unit(flops, examples, "example")}
+    return {**per_unit(counts, 1, "run"), **per_unit(counts, tokens, "token"), **per_unit(counts, examples, "example")}
 
 
 def warmup_and_steady(marks: list[float], window: int) -> dict[str, float]:
@@ -110,8 +110,8 @@ def model_flops(model: torch.nn.Module, tokens_per_s: float, device: torch.devic
 def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, batch_size: int,
                           device: torch.device, peak_tflops: float) -> dict[str, Any]:
     """The same model trained by transformers' Seq2SeqTrainer with its usual settings, timed in the
-    same windows as ours: steady state and warm-up apart; then its counted FLOPs per token on
-    `FLOP_BATCHES` batches drawn as its sampler draws them (random, padded by its collator)."""
+    same windows as ours: steady state and warm-up apart; then its counted FLOPs on as many batches
+    as its steady windows ran, drawn as its sampler draws them (random, padded by its collator)."""
     from datasets import Dataset
     from transformers import (DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
                               TrainerCallback)
@@ -154,19 +154,20 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
     phases = warmup_and_steady(marks, window)
     tokens_per_s = batch_size * mean_tokens / phases["seconds_per_step"]
     memory = peak_mib(device)
-    work = _hf_work(model, ds, trainer.data_collator, batch_size, device, cfg.runtime.seed)
+    work = _hf_work(model, ds, trainer.data_collator, batch_size, device, cfg.runtime.seed, steps - window)
     return {"tokens_per_s": tokens_per_s, **phases, "batch_size": batch_size, "steps": steps,
             **model_flops(model, tokens_per_s, device), **work,
-            **efficiency(work.get("flops_per_token"), tokens_per_s, peak_tflops), **memory}
+            **efficiency(work.get("flops_per_step"), phases["seconds_per_step"], peak_tflops), **memory}
 
 
-def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.device, seed: int) -> dict[str, float]:
-    """Counted FLOPs per token (input ids + labels, the convention of its tokens/s) and per example
-    of the Seq2SeqTrainer side: random batches through its collator, forward + backward at its
-    precision (bf16 autocast where ours has it)."""
+def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.device, seed: int,
+             batches: int) -> dict[str, float]:
+    """Counted FLOPs per step, per token (input ids + labels, the convention of its tokens/s) and
+    per example of the Seq2SeqTrainer side: `batches` random batches through its collator (as its
+    sampler draws them), forward + backward at its precision (bf16 autocast where ours has it)."""
     rng = np.random.default_rng(seed)
     flops, tokens, examples = [], 0, 0
-    for _ in range(FLOP_BATCHES):
+    for _ in range(max(1, batches)):
         rows = [ds[int(i)] for i in rng.choice(len(ds), min(batch_size, len(ds)), replace=False)]
         batch = {k: v.to(device) for k, v in collator(rows).items()}
 
@@ -180,7 +181,8 @@ def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.
         tokens += sum(len(r["input_ids"]) + len(r["labels"]) for r in rows)
         examples += len(rows)
     model.zero_grad(set_to_none=True)
-    return {**per_unit(flops, tokens, "token"), **per_unit(flops, examples, "example")}
+    return {**per_unit(flops, len(flops), "step"), **per_unit(flops, tokens, "token"),
+            **per_unit(flops, examples, "example")}
 
 
 ANCHOR_BATCH = 64  # what a user writes: `model.generate` over the contexts in input order, 64 at a time
@@ -254,6 +256,6 @@ def reward_speed(model: Any, contexts: list[list[int]], responses: list[list[int
     model.score_ids(contexts, responses)
     seconds = time.perf_counter() - t0
     memory = peak_mib(device)
-    work = per_unit([count_flops(lambda: model.score_ids(contexts, responses))], len(contexts), "pair")
-    return {"pairs": len(contexts), "pairs_per_s": len(contexts) / seconds, **work,
-            **efficiency(work.get("flops_per_pair"), len(contexts) / seconds, peak_tflops), **memory}
+    counted = count_flops(lambda: model.score_ids(contexts, responses))
+    return {"pairs": len(contexts), "pairs_per_s": len(contexts) / seconds, **per_unit([counted], len(contexts), "pair"),
+            **efficiency(counted if isinstance(counted, int) else None, seconds, peak_tflops), **memory}
