@@ -45,13 +45,21 @@ class OffPolicyNamedOnPolicy(FixedOnPolicy):
     on_policy = False
 
 
+class PaddedOnPolicy(FixedOnPolicy):
+    """'hello' padded to a decoding budget of 12, as `generate` returns a sample that ended early."""
+
+    def sample(self, request):
+        return Candidates.from_lists([[7592]] * (len(request.contexts) * request.k), 0, CPU, multiple=12)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def plugins():
     SAMPLERS.register("test-fixed-on", FixedOnPolicy, replace=True)
     SAMPLERS.register("test-fixed-off", OffPolicyNamedOnPolicy, replace=True)
+    SAMPLERS.register("test-padded-on", PaddedOnPolicy, replace=True)
     REWARDS.register("test-question-fn", question, replace=True)
     yield
-    for name in ("test-fixed-on", "test-fixed-off"):
+    for name in ("test-fixed-on", "test-fixed-off", "test-padded-on"):
         SAMPLERS.unregister(name)
     REWARDS.unregister("test-question-fn")
 
@@ -103,6 +111,21 @@ def test_samplers_own_on_policy_flag_decides_their_slot(tok):
     objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), Seq2SeqPolicy(model, tok), POOL, CPU)
     cs = draw_candidates(cfg.objective, objective.samplers, model, batch(tok), 0)
     assert cs.kind.tolist() == [1, 1, 1] and cs.groups == []
+
+
+def test_candidates_on_a_cpu_end_at_the_longest_and_the_loss_ignores_the_padding(tok):
+    """Samples arrive as wide as the decoding budget: on a CPU the set is cut after its longest
+    candidate (less decoder work), and the step's loss is the one of the tight set."""
+    losses = {}
+    for name in ("test-padded-on", "test-fixed-on"):
+        cfg, model = tiny(tok, p_plus=0.0, policy="mix", on_policy_sampler=name)
+        policy = Seq2SeqPolicy(model, tok)
+        objective = build_objective(cfg, make(ResponseTokenReward, "test-question", tok), policy, POOL, CPU)
+        cs = draw_candidates(cfg.objective, objective.samplers, model, batch(tok), 0)
+        assert cs.cand.ids.shape[1] == 1  # 'hello', not the budget's 12 columns
+        torch.manual_seed(0)
+        losses[name] = objective(model, batch(tok))[0]
+    torch.testing.assert_close(losses["test-padded-on"], losses["test-fixed-on"])
 
 
 def test_rloo_without_on_policy_samples_is_a_config_error():

@@ -137,7 +137,9 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
     rows = {"input_ids": [[tok.cls_token_id, *c, tok.sep_token_id] for c in data["context_ids"]],
             "labels": [[*r, tok.sep_token_id] for r in data["response_ids"]]}
     ds = Dataset.from_dict(rows)
-    mean_tokens = float(np.mean([len(a) + len(b) for a, b in zip(rows["input_ids"], rows["labels"])]))
+    # tokens counted as our trainer counts them (`Policy.ground_truth`: context, response, end token),
+    # not its input ids' [CLS] and [SEP] besides: tokens/s then compare like for like
+    mean_tokens = float(np.mean([len(c) + len(r) + 1 for c, r in zip(data["context_ids"], data["response_ids"])]))
     reset_peak(device)
     with tempfile.TemporaryDirectory() as tmp:
         args = Seq2SeqTrainingArguments(
@@ -162,7 +164,7 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
 
 def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.device, seed: int,
              batches: int) -> dict[str, float]:
-    """Counted FLOPs per step, per token (input ids + labels, the convention of its tokens/s) and
+    """Counted FLOPs per step, per token (context + labels, the convention of both tokens/s) and
     per example of the Seq2SeqTrainer side: `batches` random batches through its collator (as its
     sampler draws them), forward + backward at its precision (bf16 autocast where ours has it)."""
     rng = np.random.default_rng(seed)
@@ -178,7 +180,7 @@ def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.
             loss.backward()
 
         flops.append(count_flops(step))
-        tokens += sum(len(r["input_ids"]) + len(r["labels"]) for r in rows)
+        tokens += sum(len(r["input_ids"]) - 2 + len(r["labels"]) for r in rows)  # as its tokens/s counts them
         examples += len(rows)
     model.zero_grad(set_to_none=True)
     return {**per_unit(flops, len(flops), "step"), **per_unit(flops, tokens, "token"),

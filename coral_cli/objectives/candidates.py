@@ -13,6 +13,7 @@ import torch
 from coral_cli.config.schema import ObjectiveConfig
 from coral_cli.errors import ConfigError
 from coral_cli.generator.core.batch import TrainBatch
+from coral_cli.rewards.packing import trim_on_cpu
 from coral_cli.samplers.base import Candidates, SampleRequest
 
 
@@ -76,11 +77,13 @@ def draw_candidates(cfg: ObjectiveConfig, samplers: dict[str, Any], model: Any, 
 
 
 def _concat(parts: list[Candidates], pad_id: int) -> Candidates:
+    """One padded set; on a CPU cut after its longest candidate (samples come as wide as the
+    decoding budget, and every padded column is decoder work in the teacher-forced pass)."""
     width = max(p.ids.shape[1] for p in parts)
 
     def widen(t: torch.Tensor, fill: Any) -> torch.Tensor:
         return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill)
 
-    return Candidates(torch.cat([widen(p.ids, pad_id) for p in parts]),
-                      torch.cat([widen(p.mask, False) for p in parts]),
-                      torch.cat([p.ended for p in parts]))
+    ids, mask = trim_on_cpu(torch.cat([widen(p.ids, pad_id) for p in parts]),
+                            torch.cat([widen(p.mask, False) for p in parts]))
+    return Candidates(ids, mask, torch.cat([p.ended for p in parts]))
