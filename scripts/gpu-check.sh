@@ -67,7 +67,12 @@ summary = {
     "coral_mix_step_over_ce_step": bench["coral_mix_step"]["step_time_ratio"],
     "generation_responses_per_s": {"coral": bench["generation"]["responses_per_s"],
                                    "batched_generate_loop": bench["generation"]["anchor"]["responses_per_s"],
-                                   "ratio": bench["generation"]["speedup"]},
+                                   "ratio": bench["generation"]["speedup"],
+                                   "static_kv_cache": bench["generation"].get("static_kv_cache")},
+    "share_of_matmul_peak": {side: bench["ce_training"][key].get("share_of_matmul_peak") for side, key in
+                             (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
+    "arithmetic_ratio": {"ce": bench["ce_training"].get("arithmetic_ratio"),
+                         "coral_over_ce": bench["coral_mix_step"].get("arithmetic_ratio")},
     "reward_pairs_per_s": {k: v["pairs_per_s"] for k, v in bench["reward_scoring"].items()},
     "ce_training": {"steps": train_steps, "seconds": train_s},
     "test_generation": {"responses": gen["count"], "seconds": gen["seconds"],

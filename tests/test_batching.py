@@ -42,3 +42,13 @@ def test_grouping_by_response_length_cuts_the_decoder_padding():
     both = lambda batches: padded(batches, ctx) + padded(batches, resp)  # noqa: E731
     assert both(grouped) < both(plain)
     assert len(grouped) < 1.1 * len(plain)
+
+
+def test_a_bucket_too_small_to_split_stays_whole():
+    """Grouping a handful of examples would only cut the batches smaller: with fewer than a few
+    batches' worth per group the batches are the ungrouped ones."""
+    ctx, resp = _lengths(40)
+    lengths = ctx + resp + 3
+    plain = token_budget_batches(lengths, 4096, 64, seed=3)
+    grouped = token_budget_batches(lengths, 4096, 64, seed=3, response_lengths=resp)
+    assert len(plain) == 1 and [b.tolist() for b in grouped] == [b.tolist() for b in plain]

@@ -29,11 +29,14 @@ def test_padding_ids_reads_no_tensor_back():
 
 
 @pytest.mark.slow
-def test_a_coral_step_reads_back_only_in_decoding(tmp_path):
+def test_a_coral_step_reads_back_only_in_decoding(tmp_path, monkeypatch):
     """With a reward that scores the generator's ids, the CORAL step's host reads are in on-policy
     decoding (HF `generate`'s all-rows-finished check, the nucleus sampler's data-dependent rows),
     plus one for the candidates' label count: sampled lengths live on the device, so their
-    teacher batch finds its scored rows with a boolean index (one sync, beside decoding's dozens)."""
+    teacher batch finds its scored rows with a boolean index (one sync, beside decoding's dozens).
+    Counted as on an accelerator: a CPU cuts candidate and reward padding to read-back lengths
+    (free there), which `trims_padding` turns off."""
+    monkeypatch.setattr("coral_cli.rewards.packing.trims_padding", lambda device: False)
     cfg = resolve(write_recipe(tmp_path), {**OVERRIDES, "objective.loss": "coral", "objective.p_plus": 0.5})
     trainer = generator_trainer(cfg, run_dir(tmp_path, "coral"), [], reward=lambda c, r: [0.5] * len(r))
     reward = make(ResponseTokenReward, "test-token-syncs", trainer.task.policy.tokenizer)

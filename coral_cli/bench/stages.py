@@ -224,9 +224,12 @@ def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfi
     anchor_mem = peak_mib(device)
     few = contexts[:LOOP_CONTEXTS]
     single = loop(1, few)
+    extra = {}
+    if device.type == "cuda" and g.kv_cache == "dynamic":  # what generate.kv_cache = "static" would give
+        extra["static_kv_cache"] = _static_cache_speed(policy, contexts, g, device)
     return {
         "contexts": len(contexts), "new_tokens_per_response": g.max_new_tokens,
-        "responses_per_s": len(contexts) / ours, **ours_mem,
+        "responses_per_s": len(contexts) / ours, **ours_mem, **extra,
         "anchor": {"what": f"model.generate over batches of {ANCHOR_BATCH} in input order, same decoding and "
                            "model, bf16 autocast on CUDA as ours, no log-probs",
                    "responses_per_s": len(contexts) / batched, **anchor_mem},
@@ -234,6 +237,35 @@ def generation_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfi
         "per_example_loop": {"what": f"model.generate one context at a time, first {len(few)} contexts",
                              "responses_per_s": len(few) / single},
     }
+
+
+STATIC_CONTEXTS = 256  # the static-cache A/B's contexts: its first pass compiles, once per shape
+
+
+def _static_cache_speed(policy: Policy, contexts: list[list[int]], g: GenerateConfig,
+                        device: torch.device) -> dict[str, Any]:
+    """Our generation on the first `STATIC_CONTEXTS` contexts with the dynamic cache, then with
+    `kv_cache = "static"` (transformers compiles its decoding step, CUDA graphs): a first static
+    pass that compiles (timed apart), then the timed one; or why it failed (a bench line, not
+    worth the bench)."""
+    contexts = contexts[:STATIC_CONTEXTS]
+
+    def timed(cfg: GenerateConfig) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        generate_for_contexts(policy, contexts, cfg)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    dynamic = timed(g)
+    try:
+        static = dataclasses.replace(g, kv_cache="static")
+        warmup = timed(static)  # compilation and graph capture
+        steady = timed(static)
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON, the other stages stand
+        return {"contexts": len(contexts), "error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {"contexts": len(contexts), "dynamic_responses_per_s": len(contexts) / dynamic,
+            "responses_per_s": len(contexts) / steady, "warmup_seconds": warmup, "static_over_dynamic": dynamic / steady}
 
 
 def _sync(device: torch.device) -> None:

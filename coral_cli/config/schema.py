@@ -280,6 +280,9 @@ class GenerateConfig:
     no_repeat_ngram_size: int = opt(0, "forbid repeating n-grams of this size (0 = off)", min=0)
     batch_tokens: int = opt(16384, "token budget of a generation batch (contexts x (context + new tokens))", min=16)
     seed: int = opt(0, "sampling seed", min=0)
+    kv_cache: str = opt("dynamic", "dynamic, or static: a fixed-size KV cache, whose decoding step `generate` compiles "
+                        "(CUDA graphs) on a GPU; the same outputs; on-policy samples follow it too",
+                        choices=("dynamic", "static"))
 
     def problems(self) -> list[str]:
         if self.min_new_tokens > self.max_new_tokens:

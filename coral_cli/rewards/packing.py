@@ -34,11 +34,16 @@ def lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def trims_padding(device: torch.device) -> bool:
+    """Whether to cut padding to lengths read back from the tensors: on a CPU a read back costs
+    nothing and every padded column is work; an accelerator keeps static shapes, sync-free."""
+    return device.type == "cpu"
+
+
 def trim_on_cpu(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) right-padded -> cut after the longest row on a CPU, where reading the length back
-    costs nothing and every padded column is work (a sampled candidate set is as wide as the
-    decoding budget); unchanged on an accelerator, whose shapes stay static, sync-free."""
-    if ids.device.type != "cpu" or not ids.shape[1]:
+    """(B, T) right-padded -> cut after the longest row where `trims_padding` (a sampled candidate
+    set is as wide as the decoding budget); unchanged on an accelerator."""
+    if not trims_padding(ids.device) or not ids.shape[1]:
         return ids, mask
     width = max(1, int(mask.sum(1).max()))
     return ids[:, :width], mask[:, :width]
@@ -71,7 +76,7 @@ def pack_cross_pair(
     drop = lc_full - lc  # oldest context tokens that do not fit
     total = lc + lr + 3
     width = int(min(max_length, tc + tr + 3))  # static on an accelerator: no read back
-    if ctx.device.type == "cpu" and b:  # on a CPU the longest pair: there padding is pure work, a read back free
+    if trims_padding(ctx.device) and b:  # on a CPU the longest pair
         width = int(total.max())
     out = torch.full((b, width + 1), pad_id, dtype=ctx.dtype, device=ctx.device)  # last column: sink
     sink = width

@@ -30,6 +30,7 @@ class SamplerEnv:
     temperature: float = 1.0
     max_new_tokens: int = 40
     bf16: bool = True  # bf16 autocast for on-policy sampling on CUDA (train.bf16)
+    kv_cache: str = "dynamic"  # generate.kv_cache: how decoding runs, never what it samples
 
 
 @dataclass

@@ -87,7 +87,7 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
     if o.loss == "adalabel":  # gives the generator its auxiliary decoder before the optimizer is built
         return AdaLabel(policy, o.adalabel, cfg.generator.init)
     env = SamplerEnv(pool_ids, policy, device, o.sample_top_p, o.sample_temperature, o.sample_max_new_tokens,
-                     bf16=cfg.train.bf16)
+                     bf16=cfg.train.bf16, kv_cache=cfg.generate.kv_cache)
     names = {"positive", o.negative_sampler} | ({o.on_policy_sampler} if o.policy == "mix" else set())
     samplers = {name: SAMPLERS.get(name)(env) for name in names}
     # the KL term's reference is the policy where training started (built before a resume loads last/):
@@ -175,7 +175,7 @@ def fit_length_debias(cfg: CoralConfig, policy: Policy, reward: Any, val: dict[s
         return None
     o = cfg.objective
     decoding = GenerateConfig(strategy="nucleus", top_p=o.sample_top_p, temperature=o.sample_temperature,
-                              max_new_tokens=o.sample_max_new_tokens, min_new_tokens=1)
+                              max_new_tokens=o.sample_max_new_tokens, min_new_tokens=1, kv_cache=cfg.generate.kv_cache)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.generate.seed)

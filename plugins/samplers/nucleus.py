@@ -14,7 +14,8 @@ class NucleusSampler:
     def __init__(self, env: SamplerEnv) -> None:
         self.env = env
         self.decoding = GenerateConfig(strategy="nucleus", top_p=env.top_p, temperature=env.temperature,
-                                       max_new_tokens=env.max_new_tokens, min_new_tokens=1)
+                                       max_new_tokens=env.max_new_tokens, min_new_tokens=1,
+                                       kv_cache=env.kv_cache)
 
     def sample(self, request: SampleRequest) -> Candidates:
         model = unwrap(request.model)  # generate on the module inside a DDP wrapper

@@ -25,10 +25,14 @@ def generate_kwargs(g: GenerateConfig, num_return_sequences: int | None = None, 
     returns one row per input, so `expand_inputs` repeats each prompt n times first.
     Without `sort_free`, HF's own warpers and sampling, exactly what a user writes (the bench's
     anchor). Both devices use the sampler: on an H200 at paper size the top-k filter alone made
-    60.5 responses/s against 38.0 with HF's sorting warper (2026-11-30, docs/RESULTS.md)."""
+    60.5 responses/s against 38.0 with HF's sorting warper (2026-11-30, docs/RESULTS.md).
+    `g.kv_cache = "static"` asks for transformers' fixed-size cache, whose decoding step it
+    compiles with CUDA graphs on a GPU (the same tokens and log-probs: tests/test_kv_cache.py)."""
     n = num_return_sequences or g.num_return_sequences
     kw: dict = {"max_new_tokens": g.max_new_tokens, "min_new_tokens": g.min_new_tokens,
                 "num_return_sequences": n, "use_cache": True}
+    if g.kv_cache == "static":  # transformers then compiles the decoding step on a GPU (its auto-compile)
+        kw["cache_implementation"] = "static"
     if g.no_repeat_ngram_size:
         kw["no_repeat_ngram_size"] = g.no_repeat_ngram_size
     if g.strategy == "nucleus" and not sort_free:
