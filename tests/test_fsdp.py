@@ -155,12 +155,15 @@ def _coral_worker(rank: int, world: int, port: int, recipe: str, out: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    # p_plus 0.8: in some batch one rank has no on-policy row and skips the sampler the other calls
+    # p_plus 0.8: in some batch one rank has no on-policy row and skips the sampler the other calls;
+    # the length fit runs after sharding: every rank gathers the model, rank 0 samples alone, all get the fit
     cfg = resolve(recipe, {**OVERRIDES, "train.strategy": "fsdp", "train.max_steps": 3, "train.eval_every": 3,
                            "train.save_every": 0, "objective.loss": "coral", "objective.p_plus": 0.8,
                            "objective.sample_max_new_tokens": 5, "generate.strategy": "nucleus",
-                           "generate.max_new_tokens": 6, "generator.eval_pairs": 4})
+                           "generate.max_new_tokens": 6, "generator.eval_pairs": 4,
+                           "objective.length_debias": "residual", "objective.length_debias_pairs": 8})
     trainer = generator_trainer(cfg, run_dir(out, "coral"), [], reward=question)
+    torch.save(trainer.task.objective.length_debias.record(), os.path.join(out, f"debias{rank}.pt"))
     calls, sampler, loss = [], trainer.task.objective.samplers["nucleus"], trainer.task.loss
     sample = sampler.sample
     sampler.sample = lambda request: (calls.__setitem__(-1, calls[-1] + 1), sample(request))[1]
@@ -193,6 +196,9 @@ def test_fsdp_coral_samples_on_policy_and_generates_like_the_unsharded_model(tmp
     records = run_dir(tmp_path, "coral").read_metrics()
     assert any(r["event"] == "eval" and r.get("val_R3") is not None for r in records)
     assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]
+    fits = [torch.load(tmp_path / f"debias{r}.pt") for r in (0, 1)]
+    assert fits[0] == fits[1] and fits[0]["pairs"] == 16  # one fit, shared: 8 references and 8 samples
+    assert json.loads((tmp_path / "coral" / "length_debias.json").read_text()) == fits[0]
 
 
 def _lora_steps(model, rows: torch.Tensor, steps: int = 3) -> list[float]:

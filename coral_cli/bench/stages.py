@@ -55,10 +55,11 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
     window = cfg.train.log_every
     first = window if len(marks) > 2 else 0  # the steady windows' batches, or all when there is one window
     work = _our_work(task, device, cfg.train.bf16, first, (len(marks) - 1) * window)
+    counted = work.pop("flops_per_run", None)  # all of the steady batches' FLOPs, done in:
     seconds = marks[-1] - marks[1 if first else 0]
     return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, window), "steps": steps,
             **model_flops(policy.model, tokens_per_s, device), **work,
-            **efficiency(work.pop("flops_per_run", None), seconds, peak_tflops), **memory}
+            **efficiency(counted, seconds, peak_tflops), **memory}
 
 
 def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:

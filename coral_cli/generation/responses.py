@@ -25,8 +25,9 @@ def generate_for_contexts(policy: Policy, context_ids: Sequence[Sequence[int]], 
     in input order.
 
     Log-probs are recorded while decoding, except for beam search (beams reorder rows between
-    steps) and under bf16 autocast (decoding logits are bf16; the re-score runs in fp32): those
-    take the teacher-forced re-score, a second forward pass."""
+    steps), under bf16 autocast (decoding logits are bf16; the re-score runs in fp32) and for a
+    static KV cache on CUDA (a compiled step): those take the teacher-forced re-score, a second
+    forward pass."""
     device = policy.device
     n = g.num_return_sequences
     width = n * max(1, g.num_beams if g.strategy == "beam" else 1)
@@ -36,7 +37,10 @@ def generate_for_contexts(policy: Policy, context_ids: Sequence[Sequence[int]], 
         torch.cuda.manual_seed_all(g.seed)
     results: list[dict[str, Any]] = [{} for _ in context_ids]
     policy.model.eval()
-    record = g.strategy != "beam" and decoding_dtype(device) is None
+    # a static cache on CUDA runs transformers' compiled step under CUDA graphs, whose output buffers are
+    # reused between steps: the recorder's hook would read them inside the graph, so that path re-scores
+    compiled = g.kv_cache == "static" and device.type == "cuda"
+    record = g.strategy != "beam" and decoding_dtype(device) is None and not compiled
     for idx in token_budget_batches(lengths, g.batch_tokens, 1024, seed=None):
         ids, mask = policy.prompts([context_ids[i] for i in idx], device)
         rec = StepLogprobs() if record else None

@@ -42,6 +42,7 @@ from coral_cli.tasks.generator_data import generator_data
 from coral_cli.tasks.retriever import RetrieverTask
 from coral_cli.tokenizer import load_tokenizer
 from coral_cli.training.distributed import DistInfo, broadcast, init_distributed
+from coral_cli.training.fsdp import gathered
 from coral_cli.training.loop import LoopState, Trainer
 from coral_cli.training.state import has_state
 
@@ -94,7 +95,8 @@ def build_objective(cfg: CoralConfig, reward: Any, policy: Policy, pool_ids: lis
     # LoRA adapters that start at zero need no copy (adapters off is the start); adapters from --init
     # (say, a CE-FT run) and full fine-tuning get a frozen copy
     fresh_adapters = hasattr(policy.model, "peft_config") and not cfg.generator.init
-    reference = frozen_copy(policy.model) if o.kl_coef and not fresh_adapters else None
+    # on the training device (under FSDP the policy is still in host memory here): a full copy per device
+    reference = frozen_copy(policy.model).to(device) if o.kl_coef and not fresh_adapters else None
     return CoralObjective(o, reward, samplers, policy, reference)
 
 
@@ -143,7 +145,10 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     `resume` from a last/ skips the length-debias fit: the checkpoint carries the run's own."""
     info, device = init_distributed(cfg.runtime.device)
     torch.manual_seed(cfg.runtime.seed)  # identical initial weights on every rank
-    policy, base = build_policy(cfg, device)
+    # FSDP builds the model in host memory: the trainer's fully_shard then moves each layer to the device
+    # as its shard, so no device holds the whole model (one larger than a device trains, CE or off-policy)
+    fsdp = info.enabled and cfg.train.strategy == "fsdp"
+    policy, base = build_policy(cfg, torch.device("cpu") if fsdp else device)
     # T5 and Mirror's LSTMs have no position limit
     limit = getattr(getattr(policy.model, "config", None), "max_position_embeddings", 1 << 30) - 2
     if cfg.data.max_context_tokens > limit or cfg.data.max_response_tokens > limit:
@@ -157,12 +162,14 @@ def generator_trainer(cfg: CoralConfig, run: RunDir, listeners: list[Any], rewar
     val = generator_data(cfg.data, "validation", policy)
     objective = build_objective(cfg, f_r, policy, train.get("pool_ids", []), device)
     task = GeneratorTask(policy, objective, train, val, cfg, device, f_r, base)
+    trainer = Trainer(task, cfg.train, run, device, listeners, info)  # under FSDP: sharded from here on
     resuming = resume and has_state(run.checkpoint("last"))
     if cfg.objective.loss == "coral" and cfg.objective.length_debias == "residual" and not resuming:
-        objective.length_debias = broadcast(fit_length_debias(cfg, policy, f_r, val, device, info), info)
+        with gathered(task.model):  # a sharded model: every rank gathers it (a collective), rank 0 fits alone
+            fit = fit_length_debias(cfg, policy, f_r, val, device, info)
+        objective.length_debias = broadcast(fit, info)
         if info.is_main:  # beside config.toml, for the reader; the checkpoints carry it for a resume
             atomic_write_text(run.root / "length_debias.json", json.dumps(objective.length_debias.record(), indent=1))
-    trainer = Trainer(task, cfg.train, run, device, listeners, info)
     torch.manual_seed(cfg.runtime.seed + info.rank)  # on-policy samples differ across ranks
     return trainer
 
