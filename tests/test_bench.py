@@ -182,3 +182,12 @@ def test_a_failed_flop_count_says_why_instead_of_stopping_the_bench():
     assert per_unit([1000, failed], 10, "token") == {"flops_error": failed}
     assert per_unit([1000, 3000], 10, "token") == {"flops_per_token": 400.0}
     assert efficiency(None, 5.0, 1.0) == {}
+
+
+def test_the_summary_line_gives_the_arithmetic_ratio_and_the_shares_where_counted():
+    from coral_cli.commands.bench import _arithmetic, _shares
+
+    assert _arithmetic({"arithmetic_ratio": 1.883}) == ", arithmetic x1.88"
+    assert _arithmetic({"arithmetic_ratio": None}) == ""  # a failed count: the line leaves it out
+    assert _shares({"share_of_matmul_peak": 0.492}, {"share_of_matmul_peak": 0.518}) == "; 49% vs 52% of the matmul peak"
+    assert _shares({"share_of_matmul_peak": 0.492}, {}) == ""
