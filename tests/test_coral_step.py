@@ -128,6 +128,29 @@ def test_candidates_on_a_cpu_end_at_the_longest_and_the_loss_ignores_the_padding
     torch.testing.assert_close(losses["test-padded-on"], losses["test-fixed-on"])
 
 
+@pytest.mark.parametrize("backend", ["seq2seq", "causal"])
+def test_label_count_is_what_teacher_forcing_scores(tok, backend):
+    """`Responses.label_count` (the CORAL step's one read-back) is the `Policy.teacher` contract:
+    each response's tokens, plus its end token where it ended; a sample cut at the budget has none."""
+    from coral_cli.generator.core.batch import IGNORE
+    from coral_cli.generator.pretrained.causal import CausalPolicy
+    from tests.tiny_lm import chat_tokenizer, tiny_llama
+
+    if backend == "seq2seq":
+        policy = Seq2SeqPolicy(tiny(tok)[1], tok)
+    else:
+        chat = chat_tokenizer()
+        policy = CausalPolicy(tiny_llama(chat), chat)
+    cand = Candidates.from_lists([[7, 8, 9], [10], [11, 12]], policy.pad_id, CPU, multiple=6)
+    cand.ended = torch.tensor([True, False, True])  # the second was cut at the decoding budget
+    ids, mask = policy.prompts([[5, 6], [5], [6, 7, 8]], CPU)
+    seq = policy.teacher(ids, mask, cand)
+    assert cand.label_count() == int(seq.labels.ne(IGNORE).sum()) == 3 + 1 + 2 + 2
+    seq.scored = cand.label_count()
+    torch.testing.assert_close(policy.logprobs(policy.model, seq),  # the static-size index gathers the same rows
+                               policy.logprobs(policy.model, policy.teacher(ids, mask, cand)))
+
+
 def test_rloo_without_on_policy_samples_is_a_config_error():
     with pytest.raises(ConfigError, match="rloo"):
         resolve(None, {"objective.baseline": "rloo", "objective.policy": "off"})

@@ -32,8 +32,9 @@ def test_padding_ids_reads_no_tensor_back():
 def test_a_coral_step_reads_back_only_in_decoding(tmp_path, monkeypatch):
     """With a reward that scores the generator's ids, the CORAL step's host reads are in on-policy
     decoding (HF `generate`'s all-rows-finished check, the nucleus sampler's data-dependent rows),
-    plus one for the candidates' label count: sampled lengths live on the device, so their
-    teacher batch finds its scored rows with a boolean index (one sync, beside decoding's dozens).
+    plus one for the candidates' label count: sampled lengths live on the device, so the count is
+    read back once (`Responses.label_count`) and the scored head gathers by a static-size index,
+    with no boolean index (two syncs and a compile graph break before).
     Counted as on an accelerator: a CPU cuts candidate and reward padding to read-back lengths
     (free there), which `trims_padding` turns off."""
     monkeypatch.setattr("coral_cli.rewards.packing.trims_padding", lambda device: False)
@@ -44,7 +45,7 @@ def test_a_coral_step_reads_back_only_in_decoding(tmp_path, monkeypatch):
     sites = own_syncs(one_step_syncs(trainer))
     assert sites  # on-policy decoding did run
     files = {where.rsplit(":", 1)[0] for _, where, _ in sites}
-    assert files <= {"generator/decoding/sampling.py", "generator/decoding/nucleus.py",
-                     "generator/core/logprobs.py", "generator/core/scored_head.py"}, sites
+    assert files <= {"generator/decoding/sampling.py", "generator/decoding/nucleus.py", "generator/core/batch.py"}, sites
     outside = {k: n for k, n in sites.items() if not k[1].startswith("generator/decoding/")}
-    assert sum(outside.values()) == 2, outside  # the candidates' rows: the LM head's and the labels'
+    assert sum(outside.values()) == 1, outside  # `Responses.label_count`: the candidates' one read
+    assert {where.rsplit(":", 1)[0] for _, where, _ in outside} == {"generator/core/batch.py"}, outside

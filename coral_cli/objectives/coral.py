@@ -61,6 +61,7 @@ class CoralObjective:
         r3 = (f - self.baseline(f, cs)).detach()
         self.update_ema(f, cs)  # after R3: the baseline never includes the batch it judges
         seq = self.policy.teacher(batch.prompt_ids[cs.row], batch.prompt_mask[cs.row], cs.cand)
+        seq.scored = cs.cand.label_count()  # the scored rows by a static-size index: no boolean index
         rng = _rng_state(seq.labels.device) if self.cfg.kl_coef else None
         logp, scored = self.policy.logprobs(model, seq), seq.labels.ne(IGNORE)  # (N, T) each
         penalty, kl = None, None

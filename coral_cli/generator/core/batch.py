@@ -29,6 +29,13 @@ class Responses:
         ids, mask = pad_ids(seqs, pad_id, device, multiple)
         return cls(ids, mask, torch.ones(len(seqs), dtype=torch.bool, device=ids.device))
 
+    def label_count(self) -> int:
+        """The tokens teacher forcing scores: each response's tokens, and its end token where it
+        `ended` (the `Policy.teacher` contract). One read-back, where the teacher batch would
+        otherwise learn its scored rows from a boolean index: two syncs on CUDA, and a graph break
+        under torch.compile."""
+        return int(self.mask.sum() + self.ended.sum())
+
     def lists(self) -> list[list[int]]:
         """The real tokens of each row (leaves the device once)."""
         return [row[: int(n)] for row, n in zip(self.ids.tolist(), self.mask.sum(1).tolist())]
