@@ -27,6 +27,8 @@ class CandidateSet:
     kind: torch.Tensor  # (N,)
     weight: torch.Tensor  # (N,) 1, or 1/k for each of the k samples of one row
     groups: list[tuple[int, int, int]]  # (start, stop, k) blocks of k samples per row, for RLOO
+    row_host: np.ndarray | None = None  # `row` and `kind` on the host: selections without a read-back
+    kind_host: np.ndarray | None = None
 
 
 def choose_sources(rng: np.random.Generator, n: int, cfg: ObjectiveConfig) -> np.ndarray:
@@ -71,9 +73,9 @@ def draw_candidates(cfg: ObjectiveConfig, samplers: dict[str, Any], model: Any, 
             groups.append((start, start + len(idx) * k, k))
         start += len(idx) * k
     device = batch.prompt_ids.device
-    return CandidateSet(_concat(parts, pad_id), torch.as_tensor(np.concatenate(rows), device=device),
-                        torch.as_tensor(np.concatenate(kinds), device=device),
-                        torch.as_tensor(np.concatenate(weights), dtype=torch.float32, device=device), groups)
+    row, kind = np.concatenate(rows), np.concatenate(kinds)
+    return CandidateSet(_concat(parts, pad_id), torch.as_tensor(row, device=device), torch.as_tensor(kind, device=device),
+                        torch.as_tensor(np.concatenate(weights), dtype=torch.float32, device=device), groups, row, kind)
 
 
 def _concat(parts: list[Candidates], pad_id: int) -> Candidates:

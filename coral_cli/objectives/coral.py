@@ -6,9 +6,11 @@
    Algorithm 1: eq. 3 sums an r+ and an r- term for every context, and drawing one of the two per
    row (r+ with probability p+) optimises the same objective in expectation, with each term
    weighted p+ and 1 - p+, at half the forward passes;
-2. f = f_R(c, r) from the frozen retriever (a reward model, or any plain callable); beyond the
-   paper, `objective.length_debias = "residual"` takes the part of f_R that reply length predicts
-   out of it (`objectives/length_debias.py`);
+2. f = f_R(c, r) from the frozen retriever (a reward model, or any plain callable); a reward
+   model's f_R(c, r+) is kept per training pair after its first scoring, so later epochs skip
+   the reward pass on r+ (`objectives/positive_rewards.py`); beyond the paper,
+   `objective.length_debias = "residual"` takes the part of f_R that reply length predicts out of
+   it (`objectives/length_debias.py`);
 3. R3 = f - b with baseline b: the paper's fixed margin m, or (beyond it, per its footnote 3) a
    moving average of f_R over earlier batches, or the leave-one-out mean of the k on-policy
    samples of a context;
@@ -26,13 +28,14 @@ import torch
 import torch.distributed as dist
 
 from coral_cli.config.schema import ObjectiveConfig
-from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.batch import IGNORE, Responses, TrainBatch
 from coral_cli.generator.core.policy import Policy
 from coral_cli.generator.core.reference import reference_model
 from coral_cli.objectives.candidates import CandidateSet, check_samplers, draw_candidates
 from coral_cli.objectives.coral_loss import coral_loss
 from coral_cli.objectives.kl import kl_penalty
 from coral_cli.objectives.length_debias import LengthDebias
+from coral_cli.objectives.positive_rewards import PositiveRewardCache
 from coral_cli.objectives.reward_input import score_candidates
 
 ON_POLICY = 1  # CandidateSet.kind of the model's own samples
@@ -50,11 +53,12 @@ class CoralObjective:
         self.ema = None  # moving-average baseline: bias-corrected mean f_R of the batches so far
         self.ema_batches = 0
         self.length_debias: LengthDebias | None = None  # fitted at the run's start (tasks/train.py)
+        self.positive_rewards: PositiveRewardCache | None = None  # set by GeneratorTask for a frozen reward model
         check_samplers(cfg, samplers)
 
     def __call__(self, model: Any, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         cs = draw_candidates(self.cfg, self.samplers, model, batch, self.policy.pad_id)
-        f = score_candidates(self.reward, self.policy, batch.contexts, batch.texts, cs.cand, cs.row)  # (N,) frozen
+        f = self.candidate_rewards(batch, cs)  # (N,) frozen
         raw_f = f
         if self.length_debias is not None:
             f = self.length_debias(f, cs.cand.mask.sum(1))
@@ -77,6 +81,21 @@ class CoralObjective:
         if self.length_debias is not None:
             stats["f_R_raw"] = raw_f.mean()
         return loss, {**stats, **candidate_stats(f, r3, cs), "tokens": batch.tokens}
+
+    def candidate_rewards(self, batch: TrainBatch, cs: CandidateSet) -> torch.Tensor:
+        """f_R (N,) of the candidates against their rows' contexts: r+ already scored in an earlier
+        epoch from the cache, every other candidate from the reward."""
+
+        def score(index: torch.Tensor | None = None) -> torch.Tensor:
+            cand, rows = cs.cand, cs.row
+            if index is not None:
+                cand, rows = Responses(cand.ids[index], cand.mask[index], cand.ended[index]), rows[index]
+            return score_candidates(self.reward, self.policy, batch.contexts, batch.texts, cand, rows)
+
+        cache = self.positive_rewards
+        if cache is None or batch.examples is None or cs.row_host is None:
+            return score()
+        return cache.rewards(batch.examples, cs.row_host, cs.kind_host, cs.cand, score)
 
     def reference_logprobs(self, model: Any, seq: Any, rng: Any) -> torch.Tensor:
         """(N, T) log ref of the candidates' tokens, in the policy's train/eval mode and with the

@@ -22,7 +22,9 @@ from coral_cli.generator.core.policy import Policy
 from coral_cli.generator.loading import load_policy_weights, save_policy
 from coral_cli.metrics.collapse import check_collapse
 from coral_cli.objectives.length_debias import LengthDebias
+from coral_cli.objectives.positive_rewards import PositiveRewardCache
 from coral_cli.objectives.reward_input import score_candidates
+from coral_cli.rewards.base import RewardModel
 from coral_cli.training.batching import token_budget_batches
 
 Objective = Callable[[Any, TrainBatch], tuple[torch.Tensor, dict[str, Any]]]
@@ -56,6 +58,8 @@ class GeneratorTask:
         o = cfg.objective  # whether a step samples the policy itself (under FSDP it then stays gathered)
         self.generates_in_step = coral and o.policy == "mix" and o.random_ratio < 1
         self.metric, self.higher_is_better = ("val_R3", True) if coral else ("val_loss", False)
+        if coral and isinstance(reward, RewardModel) and not reward.training:  # frozen, deterministic f_R
+            self.objective.positive_rewards = PositiveRewardCache(len(self.ctx), device)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
@@ -68,7 +72,7 @@ class GeneratorTask:
         rng = np.random.default_rng([self.cfg.runtime.seed, epoch, index, 11])
         teacher, ids, mask = self.policy.ground_truth(ctx, resp, self.device)
         texts = [self.texts[i] for i in spec] if self.texts is not None else None
-        return TrainBatch(teacher, ids, mask, ctx, resp, self.pool_index[spec], rng, texts)
+        return TrainBatch(teacher, ids, mask, ctx, resp, self.pool_index[spec], rng, texts, np.asarray(spec))
 
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         return self.objective(self.forward_model, batch)
@@ -93,7 +97,10 @@ class GeneratorTask:
         if debias is not None:  # a resume trains on the fit of the run's start
             out = {**out, **debias.tensors()}
         seen = getattr(self.objective, "batches_seen", None)  # Mirror's KL annealing
-        return {**out, "objective.batches_seen": torch.tensor([seen])} if seen is not None else out
+        if seen is not None:
+            out = {**out, "objective.batches_seen": torch.tensor([seen])}
+        cache = getattr(self.objective, "positive_rewards", None)  # a resume reads the r+ rewards known so far
+        return {**out, **cache.tensors()} if cache is not None else out
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "objective.ema" in tensors:
@@ -104,6 +111,8 @@ class GeneratorTask:
             self.objective.length_debias = LengthDebias.from_tensors(tensors)
         if "objective.batches_seen" in tensors:
             self.objective.batches_seen = int(tensors["objective.batches_seen"][0])
+        if getattr(self.objective, "positive_rewards", None) is not None:
+            self.objective.positive_rewards.load(tensors)
 
 
 @torch.no_grad()

@@ -85,6 +85,7 @@ class TrainBatch:
     pool_index: np.ndarray  # (B,) the ground truth's index in the pool, -1 if absent
     rng: np.random.Generator
     texts: list[list[str]] | None = None  # each row's context utterances (rewards with another tokenizer)
+    examples: np.ndarray | None = None  # (B,) each row's index in the training pairs (the r+ reward cache)
 
     @property
     def tokens(self) -> int:
