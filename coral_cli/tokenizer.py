@@ -10,6 +10,7 @@ import hashlib
 import re
 import json
 import os
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,11 +57,32 @@ def load_tokenizer(name: str = BUNDLED) -> PreTrainedTokenizerBase:
     return tok
 
 
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> (its size, fingerprint)
+
+
 def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:
     """A short hash of what maps text to ids (vocab, normalizer, ...), for cache keys.
 
-    Truncation and padding are left out: they are call-time state, not the tokenizer.
+    Truncation and padding are left out: they are call-time state, not the tokenizer. Hashing the
+    serialised tokenizer takes ~80 ms (BERT's vocabulary), and a CORAL step asks twice (does the
+    reward read the generator's ids?), so each tokenizer's hash is kept while its size stays the
+    same (added tokens change it).
     """
+    try:
+        size, known = _FINGERPRINTS.get(tok, (None, None))
+    except TypeError:  # not weak-referenceable: hash every time
+        size, known = None, None
+    if known is not None and size == len(tok):
+        return known
+    fingerprint = _fingerprint(tok)
+    try:
+        _FINGERPRINTS[tok] = (len(tok), fingerprint)
+    except TypeError:
+        pass
+    return fingerprint
+
+
+def _fingerprint(tok: PreTrainedTokenizerBase) -> str:
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
         spec = json.loads(backend.to_str())

@@ -74,3 +74,22 @@ def test_second_encoding_is_read_from_the_cache(tok, monkeypatch):
     other = DataConfig(max_pairs=300, max_context_tokens=34)  # another budget: another cache file
     with pytest.raises(AssertionError, match="tokenized again"):
         encode_pairs(pairs, tok, other)
+
+
+def test_a_fingerprint_is_hashed_once_per_tokenizer_and_again_when_it_grows(monkeypatch):
+    """A CORAL step asks twice whether the reward reads the generator's ids (~80 ms a hash of
+    BERT's tokenizer): the answer is kept per tokenizer until tokens are added."""
+    import copy
+
+    import coral_cli.tokenizer as tokenizer
+
+    shared = load_tokenizer("bundled")
+    tok = copy.deepcopy(shared)  # the loader's tokenizer is shared: grow a copy
+    hashed = []
+    real = tokenizer._fingerprint
+    monkeypatch.setattr(tokenizer, "_fingerprint", lambda t: hashed.append(1) or real(t))
+    first = tokenizer.tokenizer_fingerprint(tok)
+    assert tokenizer.tokenizer_fingerprint(tok) == first and len(hashed) == 1
+    assert tokenizer.tokenizer_fingerprint(shared) == first  # equal tokenizers, equal keys
+    tok.add_tokens(["zzqq-new-token"])
+    assert tokenizer.tokenizer_fingerprint(tok) != first  # another vocabulary, another key
