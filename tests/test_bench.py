@@ -191,3 +191,22 @@ def test_the_summary_line_gives_the_arithmetic_ratio_and_the_shares_where_counte
     assert _arithmetic({"arithmetic_ratio": None}) == ""  # a failed count: the line leaves it out
     assert _shares({"share_of_matmul_peak": 0.492}, {"share_of_matmul_peak": 0.518}) == "; 49% vs 52% of the matmul peak"
     assert _shares({"share_of_matmul_peak": 0.492}, {}) == ""
+
+
+def test_the_flop_replay_scores_every_candidate_as_the_timed_steps_did(tmp_path):
+    """The timed CORAL steps met each training pair for the first time; replayed afterwards, their
+    r+ would come from the reward cache, so the replay runs without it (and gives it back)."""
+    from types import SimpleNamespace
+
+    from coral_cli.bench import stages
+
+    cache = object()
+    task = SimpleNamespace(objective=SimpleNamespace(positive_rewards=cache))
+    seen = []
+    real = stages._counted
+    stages._counted = lambda task, *a: seen.append(task.objective.positive_rewards) or {}
+    try:
+        stages._our_work(task, None, False, 0, 1)
+    finally:
+        stages._counted = real
+    assert seen == [None] and task.objective.positive_rewards is cache

@@ -64,7 +64,20 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
 
 def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
     """Counted FLOPs (total, per token, per example) of batches `first` to `stop` of the epoch-0
-    plan the trainer ran, replayed at its precision (`training/loop.py`)."""
+    plan the trainer ran, replayed at its precision (`training/loop.py`). The replay runs without
+    CORAL's r+ reward cache: the timed run met each pair for the first time (one epoch at most),
+    while the replay would find them all cached."""
+    cache = getattr(task.objective, "positive_rewards", None)
+    if cache is not None:
+        task.objective.positive_rewards = None
+    try:
+        return _counted(task, device, bf16, first, stop)
+    finally:
+        if cache is not None:
+            task.objective.positive_rewards = cache
+
+
+def _counted(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
     counts, tokens, examples = [], 0, 0
     for i, spec in enumerate(task.batches(0)[first:stop], start=first):
         batch = task.collate(spec, 0, i)
