@@ -210,3 +210,15 @@ def test_the_flop_replay_scores_every_candidate_as_the_timed_steps_did(tmp_path)
     finally:
         stages._counted = real
     assert seen == [None] and task.objective.positive_rewards is cache
+
+
+def test_the_replayed_batches_follow_the_trainer_into_the_next_epoch():
+    """A data set shorter than the timed steps: the replay counts the next epoch's batches, as the
+    trainer ran them, not fewer."""
+    from types import SimpleNamespace
+
+    from coral_cli.bench.stages import _trained_batches
+
+    task = SimpleNamespace(batches=lambda epoch: [f"e{epoch}b0", f"e{epoch}b1"])
+    assert _trained_batches(task, 1, 4) == [(0, 1, "e0b1"), (1, 0, "e1b0"), (1, 1, "e1b1")]
+    assert _trained_batches(SimpleNamespace(batches=lambda epoch: []), 0, 3) == []

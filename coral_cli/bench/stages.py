@@ -52,9 +52,9 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
         trainer.fit()
     tokens_per_s = float(np.median(window_tokens_per_s[1:] or window_tokens_per_s))  # steady state
     memory = peak_mib(device)
-    window = cfg.train.log_every
+    window, accum = cfg.train.log_every, cfg.train.grad_accum
     first = window if len(marks) > 2 else 0  # the steady windows' batches, or all when there is one window
-    work = _our_work(task, device, cfg.train.bf16, first, (len(marks) - 1) * window)
+    work = _our_work(task, device, cfg.train.bf16, first * accum, (len(marks) - 1) * window * accum)
     counted = work.pop("flops_per_run", None)  # all of the steady batches' FLOPs, done in:
     seconds = marks[-1] - marks[1 if first else 0]
     return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, window), "steps": steps,
@@ -63,10 +63,10 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
 
 
 def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
-    """Counted FLOPs (total, per token, per example) of batches `first` to `stop` of the epoch-0
-    plan the trainer ran, replayed at its precision (`training/loop.py`). The replay runs without
-    CORAL's r+ reward cache: the timed run met each pair for the first time (one epoch at most),
-    while the replay would find them all cached."""
+    """Counted FLOPs (total, per token, per example) of batches `first` to `stop` of those the
+    trainer ran, replayed at its precision (`training/loop.py`). The replay runs without CORAL's
+    r+ reward cache: the timed run met each pair for the first time (a bench is far shorter than an
+    epoch), while the replay would find them all cached."""
     cache = getattr(task.objective, "positive_rewards", None)
     if cache is not None:
         task.objective.positive_rewards = None
@@ -79,8 +79,8 @@ def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int,
 
 def _counted(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
     counts, tokens, examples = [], 0, 0
-    for i, spec in enumerate(task.batches(0)[first:stop], start=first):
-        batch = task.collate(spec, 0, i)
+    for epoch, i, spec in _trained_batches(task, first, stop):
+        batch = task.collate(spec, epoch, i)
 
         def step() -> None:
             dtype = autocast_dtype(device, bf16)
@@ -92,6 +92,20 @@ def _counted(task: GeneratorTask, device: torch.device, bf16: bool, first: int, 
         tokens, examples = tokens + batch.tokens, examples + len(batch.contexts)
     task.model.zero_grad(set_to_none=True)
     return {**per_unit(counts, 1, "run"), **per_unit(counts, tokens, "token"), **per_unit(counts, examples, "example")}
+
+
+def _trained_batches(task: GeneratorTask, first: int, stop: int) -> list[tuple[int, int, Any]]:
+    """(epoch, index, spec) of the trainer's batches `first` to `stop`, in its order: a short
+    epoch (a small data set) hands over to the next."""
+    out: list[tuple[int, int, Any]] = []
+    epoch = 0
+    while len(out) < stop:
+        plan = task.batches(epoch)
+        if not len(plan):
+            break
+        out += [(epoch, i, spec) for i, spec in enumerate(plan)]
+        epoch += 1
+    return out[first:stop]
 
 
 def warmup_and_steady(marks: list[float], window: int) -> dict[str, float]:
