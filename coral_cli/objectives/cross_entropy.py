@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from coral_cli.generator.core.batch import IGNORE, TrainBatch
+from coral_cli.generator.core.batch import IGNORE, TrainBatch, scored_rows
 from coral_cli.generator.core.policy import Policy
 
 
@@ -24,7 +24,7 @@ class CrossEntropy:
         batch = train_batch.teacher
         scored, index = batch.labels.ne(IGNORE), batch.scored_index()
         logits = self.policy.scored_logits(model, batch, index)  # (N, V): the LM head skips padding
-        targets = batch.labels[scored] if index is None else batch.labels.reshape(-1).index_select(0, index)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits.float(), scored_rows(batch.labels, scored, index),
+                               label_smoothing=self.label_smoothing)
         n = scored.sum()
         return loss, {"nll": loss.detach(), "target_tokens": n.detach().float(), "tokens": batch.tokens}

@@ -71,6 +71,15 @@ class TeacherBatch:
         return torch.nonzero_static(self.labels.reshape(-1).ne(IGNORE), size=self.scored).squeeze(1)
 
 
+def scored_rows(x: torch.Tensor, where: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, ...) -> (M, ...): the rows at the True positions of `where` (B, T), row-major; by
+    `index` (M,), their flat positions (`TeacherBatch.scored_index`), when known: the same rows
+    without the boolean index's host-device sync."""
+    if index is None:
+        return x[where]
+    return x.reshape(-1, *x.shape[2:]).index_select(0, index)
+
+
 @dataclass
 class TrainBatch:
     """A generator training batch: the ground truth's teacher-forcing tensors (CE) plus what the

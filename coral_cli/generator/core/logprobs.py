@@ -6,18 +6,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from coral_cli.generator.core.batch import IGNORE, Responses
+from coral_cli.generator.core.batch import IGNORE, Responses, scored_rows
 
 
 def label_logprobs(logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
     """(M, V) logits of the M scored positions (labels != IGNORE, row-major) and the (B, T) labels
     -> (B, T) log-probabilities of the labels, 0 where IGNORE. `index` (M,), the scored positions
     as flat indices (`TeacherBatch.scored_index`), avoids the boolean index's host-device sync."""
-    if index is not None:
-        logp = -F.cross_entropy(logits.float(), labels.reshape(-1).index_select(0, index), reduction="none")
-        return torch.zeros(labels.numel(), dtype=logp.dtype, device=logp.device).index_copy(0, index, logp).view(labels.shape)
     scored = labels.ne(IGNORE)
-    logp = -F.cross_entropy(logits.float(), labels[scored], reduction="none")
+    logp = -F.cross_entropy(logits.float(), scored_rows(labels, scored, index), reduction="none")
+    if index is not None:
+        return torch.zeros(labels.numel(), dtype=logp.dtype, device=logp.device).index_copy(0, index, logp).view(labels.shape)
     return torch.zeros(scored.shape, dtype=logp.dtype, device=logp.device).masked_scatter(scored, logp)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from coral_cli.generator.core.batch import scored_rows
+
 
 def output_layer(model: Any) -> torch.nn.Module | None:
     """The LM head of a (possibly DDP-wrapped, possibly peft) Hugging Face model, else None."""
@@ -42,8 +44,7 @@ def head_only_at(model: Any, where: torch.Tensor, index: torch.Tensor | None = N
         hidden = args[0]
         if hidden.shape[:2] != where.shape:
             raise RuntimeError(f"the LM head got hidden states {tuple(hidden.shape)}, labels are {tuple(where.shape)}")
-        rows = hidden[where] if index is None else hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
-        return (rows, *args[1:])
+        return (scored_rows(hidden, where, index), *args[1:])
 
     handle = head.register_forward_pre_hook(select)
     try:
@@ -59,6 +60,4 @@ def scored_logits(logits_of: Callable[[], torch.Tensor], model: Any, where: torc
     for a model without a Hugging Face output layer, in full."""
     with head_only_at(model, where, index) as restricted:
         logits = logits_of()
-    if restricted:
-        return logits
-    return logits[where] if index is None else logits.reshape(-1, logits.shape[-1]).index_select(0, index)
+    return logits if restricted else scored_rows(logits, where, index)
