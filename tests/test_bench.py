@@ -204,7 +204,7 @@ def test_the_flop_replay_scores_every_candidate_as_the_timed_steps_did(tmp_path)
     task = SimpleNamespace(objective=SimpleNamespace(positive_rewards=cache))
     seen = []
     real = stages._counted
-    stages._counted = lambda task, *a: seen.append(task.objective.positive_rewards) or {}
+    stages._counted = lambda task, *a: seen.append(task.objective.positive_rewards) or (None, {})
     try:
         stages._our_work(task, None, False, 0, 1)
     finally:

@@ -10,7 +10,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from coral_cli.config.schema import CoralConfig
-from coral_cli.device import autocast_dtype
+from coral_cli.bench.stages import backward_at
 from coral_cli.generation.responses import generate_for_contexts
 from coral_cli.generator.bart.model import build_generator
 from coral_cli.generator.core.policy import Seq2SeqPolicy
@@ -29,12 +29,9 @@ def profile_steps(cfg: CoralConfig, tok: Any, data: dict, val: dict, contexts: l
     task = GeneratorTask(policy, CrossEntropy(policy), data, val, cfg, device)
     batch = task.collate(task.batches(0)[0], 0, 0)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=cfg.train.lr)
-    dtype = autocast_dtype(device, cfg.train.bf16)  # the trainer's precision (training/loop.py)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss, _ = task.loss(batch)
-        loss.backward()
+        backward_at(device, cfg.train.bf16, lambda: task.loss(batch)[0])  # the trainer's precision
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

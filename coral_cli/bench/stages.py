@@ -35,7 +35,7 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
     torch.manual_seed(cfg.runtime.seed)
     policy = Seq2SeqPolicy(build_generator(cfg.generator, tok).to(device), tok)
     task = GeneratorTask(policy, make_objective(policy), data, val, cfg, device, reward)
-    cfg.train.max_steps, cfg.train.log_every = steps, max(1, steps // 4)
+    cfg.train.max_steps, cfg.train.log_every = steps, log_window(steps)
     cfg.train.eval_every, cfg.train.save_epochs = 10**9, 10**9
     marks: list[float] = []  # the clock at the start, then at each log window's end
     window_tokens_per_s: list[float] = []
@@ -54,17 +54,31 @@ def train_throughput(cfg: CoralConfig, tok: Any, data: dict, val: dict, make_obj
     memory = peak_mib(device)
     window, accum = cfg.train.log_every, cfg.train.grad_accum
     first = window if len(marks) > 2 else 0  # the steady windows' batches, or all when there is one window
-    work = _our_work(task, device, cfg.train.bf16, first * accum, (len(marks) - 1) * window * accum)
-    counted = work.pop("flops_per_run", None)  # all of the steady batches' FLOPs, done in:
-    seconds = marks[-1] - marks[1 if first else 0]
+    counted, work = _our_work(task, device, cfg.train.bf16, first * accum, (len(marks) - 1) * window * accum)
+    seconds = marks[-1] - marks[1 if first else 0]  # the time those batches took
     return {"tokens_per_s": tokens_per_s, **warmup_and_steady(marks, window), "steps": steps,
             **model_flops(policy.model, tokens_per_s, device), **work,
             **efficiency(counted, seconds, peak_tflops), **memory}
 
 
-def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
-    """Counted FLOPs (total, per token, per example) of batches `first` to `stop` of those the
-    trainer ran, replayed at its precision (`training/loop.py`). The replay runs without CORAL's
+def log_window(steps: int) -> int:
+    """Steps per log window of a `steps`-step bench run: our trainer logs, and Seq2SeqTrainer's
+    clock reads, at the same steps."""
+    return max(1, steps // 4)
+
+
+def backward_at(device: torch.device, bf16: bool, loss_of: Callable[[], torch.Tensor]) -> None:
+    """`loss_of()` under the trainer's autocast (`training/loop.py`), then its backward."""
+    dtype = autocast_dtype(device, bf16)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        loss = loss_of()
+    loss.backward()
+
+
+def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int,
+              stop: int) -> tuple[int | None, dict[str, Any]]:
+    """(their total, or None when not counted; FLOPs per token and per example) of batches `first`
+    to `stop` of those the trainer ran, replayed at its precision. The replay runs without CORAL's
     r+ reward cache: the timed run met each pair for the first time (a bench is far shorter than an
     epoch), while the replay would find them all cached."""
     cache = getattr(task.objective, "positive_rewards", None)
@@ -77,21 +91,16 @@ def _our_work(task: GeneratorTask, device: torch.device, bf16: bool, first: int,
             task.objective.positive_rewards = cache
 
 
-def _counted(task: GeneratorTask, device: torch.device, bf16: bool, first: int, stop: int) -> dict[str, Any]:
+def _counted(task: GeneratorTask, device: torch.device, bf16: bool, first: int,
+             stop: int) -> tuple[int | None, dict[str, Any]]:
     counts, tokens, examples = [], 0, 0
     for epoch, i, spec in _trained_batches(task, first, stop):
         batch = task.collate(spec, epoch, i)
-
-        def step() -> None:
-            dtype = autocast_dtype(device, bf16)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss, _ = task.loss(batch)
-            loss.backward()
-
-        counts.append(count_flops(step))
+        counts.append(count_flops(lambda: backward_at(device, bf16, lambda: task.loss(batch)[0])))
         tokens, examples = tokens + batch.tokens, examples + len(batch.contexts)
     task.model.zero_grad(set_to_none=True)
-    return {**per_unit(counts, 1, "run"), **per_unit(counts, tokens, "token"), **per_unit(counts, examples, "example")}
+    total = sum(counts) if all(isinstance(c, int) for c in counts) else None
+    return total, {**per_unit(counts, tokens, "token"), **per_unit(counts, examples, "example")}
 
 
 def _trained_batches(task: GeneratorTask, first: int, stop: int) -> list[tuple[int, int, Any]]:
@@ -144,7 +153,7 @@ def hf_trainer_throughput(cfg: CoralConfig, tok: Any, data: dict, steps: int, ba
     from transformers import (DataCollatorForSeq2Seq, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
                               TrainerCallback)
 
-    window = max(1, steps // 4)  # our trainer's log window in train_throughput
+    window = log_window(steps)
     marks: list[float] = []
 
     class WindowClock(TrainerCallback):
@@ -200,14 +209,7 @@ def _hf_work(model: Any, ds: Any, collator: Any, batch_size: int, device: torch.
     for _ in range(max(1, batches)):
         rows = [ds[int(i)] for i in rng.choice(len(ds), min(batch_size, len(ds)), replace=False)]
         batch = {k: v.to(device) for k, v in collator(rows).items()}
-
-        def step() -> None:
-            dtype = autocast_dtype(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = model(**batch).loss
-            loss.backward()
-
-        flops.append(count_flops(step))
+        flops.append(count_flops(lambda: backward_at(device, True, lambda: model(**batch).loss)))
         tokens += sum(len(r["input_ids"]) - 2 + len(r["labels"]) for r in rows)  # as its tokens/s counts them
         examples += len(rows)
     model.zero_grad(set_to_none=True)
