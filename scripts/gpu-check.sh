@@ -51,6 +51,14 @@ import json, sys
 from pathlib import Path
 out, train_s, train_steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 bench = json.loads((out / "bench.json").read_text())
+ce = bench["ce_training"]
+
+
+def per_side(value):
+    """{coral: ..., seq2seq_trainer: ...} of value(one trainer's bench entry)."""
+    return {side: value(ce[key]) for side, key in (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))}
+
+
 gen = json.loads((out / "test-predictions.jsonl.config.json").read_text())
 ev = json.loads((out / "eval.json").read_text())
 rows = [json.loads(line) for line in (out / "test-predictions.jsonl").open()]
@@ -59,18 +67,14 @@ summary = {
     "ce_tokens_per_s": {"coral": bench["ce_training"]["coral_trainer"]["tokens_per_s"],
                         "seq2seq_trainer": bench["ce_training"]["hf_seq2seq_trainer"]["tokens_per_s"],
                         "ratio": bench["ce_training"]["throughput_ratio"]},
-    "ce_mfu": {side: bench["ce_training"][key].get("mfu") for side, key in
-               (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
-    "ce_seconds_per_step": {side: {"warmup": bench["ce_training"][key]["warmup_seconds_per_step"],
-                                   "steady": bench["ce_training"][key]["seconds_per_step"]}
-                            for side, key in (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
+    "ce_mfu": per_side(lambda t: t.get("mfu")),
+    "ce_seconds_per_step": per_side(lambda t: {"warmup": t["warmup_seconds_per_step"], "steady": t["seconds_per_step"]}),
     "coral_mix_step_over_ce_step": bench["coral_mix_step"]["step_time_ratio"],
     "generation_responses_per_s": {"coral": bench["generation"]["responses_per_s"],
                                    "batched_generate_loop": bench["generation"]["anchor"]["responses_per_s"],
                                    "ratio": bench["generation"]["speedup"],
                                    "static_kv_cache": bench["generation"].get("static_kv_cache")},
-    "share_of_matmul_peak": {side: bench["ce_training"][key].get("share_of_matmul_peak") for side, key in
-                             (("coral", "coral_trainer"), ("seq2seq_trainer", "hf_seq2seq_trainer"))},
+    "share_of_matmul_peak": per_side(lambda t: t.get("share_of_matmul_peak")),
     "arithmetic_ratio": {"ce": bench["ce_training"].get("arithmetic_ratio"),
                          "coral_over_ce": bench["coral_mix_step"].get("arithmetic_ratio")},
     "reward_pairs_per_s": {k: v["pairs_per_s"] for k, v in bench["reward_scoring"].items()},
